@@ -1,0 +1,2 @@
+"""AdaFocus for live video: pure-PyTorch models, online inference, training and
+evaluation. Imports nothing from `stream`, ZeroMQ or Prometheus."""

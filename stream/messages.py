@@ -1,0 +1,76 @@
+"""The wire format of results and events (DESIGN.md, version 1).
+
+Multipart `[topic, payload]`: topic `label.<stream>` or `event.<stream>`,
+payload one msgpack map. Publishers and subscribers both go through this module
+so the schema lives in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgpack
+
+SCHEMA_VERSION = 1
+LABEL_PREFIX = "label."
+EVENT_PREFIX = "event."
+STATES = ("connecting", "up", "stalled", "reconnecting", "down", "ended")
+
+LABEL_KEYS = (
+    "v", "stream", "seq", "pts", "t_capture", "t_publish", "label", "class_id", "score",
+    "topk", "patch", "skipped", "gflops", "gflops_full",
+)
+EVENT_KEYS = ("v", "stream", "t", "state", "detail")
+
+
+class MessageError(ValueError):
+    """A message that does not follow the v1 schema."""
+
+
+def label_topic(stream_id: str) -> bytes:
+    return (LABEL_PREFIX + stream_id).encode()
+
+
+def event_topic(stream_id: str) -> bytes:
+    return (EVENT_PREFIX + stream_id).encode()
+
+
+def encode(payload: Mapping[str, Any]) -> bytes:
+    return msgpack.packb(dict(payload), use_bin_type=True)
+
+
+def event_frames(stream_id: str, state: str, detail: str, t: float) -> list[bytes]:
+    """A ready-to-send event. `detail` must already be free of credentials."""
+    if state not in STATES:
+        raise MessageError(f"unknown stream state {state!r}; expected one of {STATES}")
+    payload = {"v": SCHEMA_VERSION, "stream": stream_id, "t": t, "state": state, "detail": detail}
+    return [event_topic(stream_id), encode(payload)]
+
+
+def decode(frames: list[bytes]) -> tuple[str, dict[str, Any]]:
+    """Split and validate one multipart message; returns (kind, payload) where kind
+    is "label" or "event"."""
+    if len(frames) != 2:
+        raise MessageError(f"expected 2 frames [topic, payload], got {len(frames)}")
+    topic = frames[0].decode("utf-8", errors="replace")
+    try:
+        payload = msgpack.unpackb(frames[1], raw=False)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise MessageError(f"payload of {topic!r} is not msgpack: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise MessageError(f"payload of {topic!r} is not a map")
+    if topic.startswith(LABEL_PREFIX):
+        kind, keys = "label", LABEL_KEYS
+    elif topic.startswith(EVENT_PREFIX):
+        kind, keys = "event", EVENT_KEYS
+    else:
+        raise MessageError(f"unknown topic {topic!r}")
+    missing = [k for k in keys if k not in payload]
+    if missing:
+        raise MessageError(f"{kind} message on {topic!r} lacks {missing}")
+    if payload["v"] != SCHEMA_VERSION:
+        raise MessageError(f"schema version {payload['v']} is not {SCHEMA_VERSION}")
+    if topic != (LABEL_PREFIX if kind == "label" else EVENT_PREFIX) + payload["stream"]:
+        raise MessageError(f"topic {topic!r} does not match stream {payload['stream']!r}")
+    return kind, payload

@@ -1,0 +1,118 @@
+"""The pipeline's Prometheus metrics, named as in DESIGN.md.
+
+Every process (supervisor, producers, worker) builds its own `PipelineMetrics`
+after `PROMETHEUS_MULTIPROC_DIR` is set; client_python then writes the values to
+per-process files that the supervisor's HTTP endpoint aggregates. The metrics
+are created with `registry=None` so nothing hides in the global default registry.
+Stream ids are labels; URIs never are (they may carry credentials).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import multiprocess
+
+PREFIX = "adafocus_"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.12, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
+INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+class PipelineMetrics:
+    """All metrics of DESIGN.md, one instance per process."""
+
+    def __init__(self) -> None:
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+            return Counter(PREFIX + name, doc, labels, registry=None)
+
+        self.frames_decoded = counter("frames_decoded", "Frames decoded by producers.", ("stream",))
+        self.frames_dropped = counter(
+            "frames_dropped",
+            "Frames lost before inference (ring overwrite, stale, decode error).",
+            ("stream", "reason"),
+        )
+        self.frames_processed = counter(
+            "frames_processed", "Frames the worker handled (run or skipped).", ("stream",)
+        )
+        self.frames_skipped = counter(
+            "frames_skipped", "Frames not run through the model; label carried over.", ("stream",)
+        )
+        self.gflops = counter("gflops", "Compute actually spent, GFLOPs.", ("stream",))
+        self.gflops_full = counter(
+            "gflops_full", "Compute the full-frame network would have spent, GFLOPs.", ("stream",)
+        )
+        self.reconnects = counter("reconnects", "Source reconnect attempts.", ("stream",))
+        self.messages_published = counter("messages_published", "ZeroMQ messages sent.")
+        self.stream_up = Gauge(
+            PREFIX + "stream_up",
+            "1 while the stream delivers frames.",
+            ("stream",),
+            multiprocess_mode="livemax",
+            registry=None,
+        )
+        self.ring_fill = Gauge(
+            PREFIX + "ring_fill",
+            "Unread fraction of the stream's frame ring (0..1).",
+            ("stream",),
+            multiprocess_mode="livemax",
+            registry=None,
+        )
+        self.latency = Histogram(
+            PREFIX + "latency_seconds",
+            "Capture to publish.",
+            ("stream",),
+            buckets=LATENCY_BUCKETS,
+            registry=None,
+        )
+        self.wait = Histogram(
+            PREFIX + "wait_seconds",
+            "Capture to the worker taking the frame.",
+            ("stream",),
+            buckets=LATENCY_BUCKETS,
+            registry=None,
+        )
+        self.inference = Histogram(
+            PREFIX + "inference_seconds",
+            "One batched OnlineAdaFocus.step.",
+            buckets=INFERENCE_BUCKETS,
+            registry=None,
+        )
+        self.batch_size = Histogram(
+            PREFIX + "batch_size", "Frames per batched step.", buckets=BATCH_BUCKETS, registry=None
+        )
+
+    def forget_stream(self, stream_id: str) -> None:
+        """Drop a removed stream's gauges so dashboards stop showing it as live."""
+        for gauge in (self.stream_up, self.ring_fill):
+            try:
+                gauge.remove(stream_id)
+            except KeyError:
+                pass
+
+
+def reset_multiprocess_dir(path: str | os.PathLike[str]) -> Path:
+    """Empty (or create) the multiprocess directory; the supervisor calls this at
+    start so values of an earlier run are never aggregated into this one."""
+    directory = Path(path)
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    return directory
+
+
+def multiprocess_registry() -> CollectorRegistry:
+    """A registry that aggregates every process's metric files, for /metrics."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
+def mark_process_dead(pid: int) -> None:
+    """Tell client_python a child exited so its live gauges stop counting."""
+    multiprocess.mark_process_dead(pid)
