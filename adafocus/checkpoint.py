@@ -1,0 +1,224 @@
+"""Checkpoint files (DESIGN.md "Checkpoints"): one torch.save'd dict of tensors and
+plain data, loaded with ``weights_only=True`` so nothing but plain data is ever
+unpickled, and validated key by key before a model is built::
+
+    {"format": "adafocus-stream/1", "config": asdict(AdaFocusConfig),
+     "class_names": [str, ...], "normalization": {"mean": [3 floats], "std": [3 floats]},
+     "gflops": {component: GFLOPs (GMACs), ...}, "skip_calibration": dict | None,
+     "training": dict (plain-data summary), "state_dict": {name: tensor}}
+
+``builtin:NAME`` names adafocus/checkpoints/NAME.pt inside the package.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from adafocus.config import AdaFocusConfig, config_from_dict, config_to_dict
+from adafocus.flops import COMPONENTS, component_gflops
+from adafocus.models import AdaFocus
+from adafocus.skip import validate_calibration
+
+FORMAT = "adafocus-stream/1"
+BUILTIN_DIR = Path(__file__).resolve().parent / "checkpoints"
+IMAGENET_NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+_KEYS = ("format", "config", "class_names", "normalization", "gflops", "skip_calibration",
+         "training", "state_dict")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: missing, truncated, foreign or mismatched."""
+
+
+@dataclass
+class Checkpoint:
+    """A validated checkpoint. ``build_model()`` returns the AdaFocus with its weights."""
+
+    path: Path
+    config: AdaFocusConfig
+    class_names: list[str]
+    normalization: dict[str, list[float]]
+    gflops: dict[str, float]
+    skip_calibration: dict[str, Any] | None
+    training: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+
+    def build_model(self) -> AdaFocus:
+        model = AdaFocus(self.config)
+        model.load_state_dict(self.state_dict)
+        return model.eval()
+
+
+def resolve_spec(spec: str | os.PathLike) -> Path:
+    """A path, or ``builtin:NAME`` -> adafocus/checkpoints/NAME.pt."""
+    text = os.fspath(spec)
+    if text.startswith("builtin:"):
+        name = text[len("builtin:"):]
+        path = BUILTIN_DIR / f"{name}.pt"
+        if not name or "/" in name or not path.is_file():
+            known = sorted(p.stem for p in BUILTIN_DIR.glob("*.pt")) if BUILTIN_DIR.is_dir() else []
+            raise CheckpointError(f"no builtin checkpoint {name!r}; available: {known or 'none'}")
+        return path
+    path = Path(text)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint file at {path}")
+    return path
+
+
+def save_checkpoint(path: str | os.PathLike, model: AdaFocus, class_names: list[str], *,
+                    normalization: dict[str, list[float]] | None = None,
+                    skip_calibration: dict[str, Any] | None = None,
+                    training: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` with its metadata atomically (temp file + rename), so a crash
+    mid-write never leaves a truncated file under the final name. GFLOPs are counted
+    from the config here. Returns the path."""
+    data = {
+        "format": FORMAT,
+        "config": config_to_dict(model.config),
+        "class_names": list(class_names),
+        "normalization": normalization or IMAGENET_NORMALIZATION,
+        "gflops": component_gflops(model.config),
+        "skip_calibration": skip_calibration,
+        "training": training or {},
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+    }
+    _validate(data, Path(path))  # refuse to write what we could not load
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(data, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(spec: str | os.PathLike, map_location: str | torch.device = "cpu", *,
+                    num_classes: int | None = None,
+                    frame_size: tuple[int, int] | None = None) -> Checkpoint:
+    """Load and validate a checkpoint; raise CheckpointError naming the problem.
+
+    ``num_classes`` / ``frame_size``, when given, are what the caller needs; a
+    checkpoint for another class count or frame size is refused.
+    """
+    path = resolve_spec(spec)
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = str(exc).splitlines()
+        if lines and lines[0].startswith("Weights only load failed"):
+            detail = next((ln for ln in lines if "WeightsUnpickler error" in ln), lines[0])
+            raise CheckpointError(
+                f"{path}: contains Python objects other than tensors and plain data; refusing "
+                f"to unpickle them (weights_only): {detail.strip()}") from None
+        raise CheckpointError(f"{path}: truncated or not a torch checkpoint "
+                              f"({type(exc).__name__}: {lines[0] if lines else ''})") from None
+    except Exception as exc:  # torch.load fails in many ways on arbitrary bytes
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise CheckpointError(f"{path}: truncated or not a torch checkpoint "
+                              f"({type(exc).__name__}: {first})") from None
+    checkpoint = _validate(data, path)
+    if num_classes is not None and checkpoint.config.num_classes != num_classes:
+        raise CheckpointError(f"{path}: class-count mismatch: checkpoint has "
+                              f"{checkpoint.config.num_classes} classes, expected {num_classes}")
+    if frame_size is not None and tuple(checkpoint.config.frame_size) != tuple(frame_size):
+        raise CheckpointError(f"{path}: input-size mismatch: checkpoint expects frames "
+                              f"{checkpoint.config.frame_size}, got {tuple(frame_size)}")
+    return checkpoint
+
+
+def _validate(data: Any, path: Path) -> Checkpoint:
+    def fail(problem: str) -> None:
+        raise CheckpointError(f"{path}: {problem}")
+
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        fail(f"not an adafocus-stream checkpoint (format {found!r}, expected {FORMAT!r})")
+    if set(data) != set(_KEYS):
+        fail(f"keys do not match the format: missing {sorted(set(_KEYS) - set(data))}, "
+             f"unknown {sorted(set(data) - set(_KEYS))}")
+    try:
+        config = config_from_dict(data["config"])
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: bad config: {exc}") from None
+
+    names = data["class_names"]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        fail("class_names must be a list of str")
+    if len(names) != config.num_classes:
+        fail(f"class-count mismatch: {len(names)} class_names but config.num_classes = "
+             f"{config.num_classes}")
+    if len(set(names)) != len(names):
+        fail("class_names are not unique")
+
+    norm = data["normalization"]
+    if not (isinstance(norm, dict) and set(norm) == {"mean", "std"} and all(
+            isinstance(norm[k], list) and len(norm[k]) == 3
+            and all(isinstance(v, (int, float)) for v in norm[k]) for k in norm)):
+        fail(f"normalization must be {{'mean': [3 floats], 'std': [3 floats]}}, got {norm!r}")
+    if min(norm["std"]) <= 0:
+        fail(f"normalization std must be positive, got {norm['std']}")
+
+    gflops = data["gflops"]
+    if not isinstance(gflops, dict) or set(gflops) != set(COMPONENTS) or not all(
+            isinstance(v, float) for v in gflops.values()):
+        fail(f"gflops must map {list(COMPONENTS)} to floats")
+    counted = component_gflops(config)
+    for name, value in counted.items():
+        if not math.isclose(gflops[name], value, rel_tol=0.01, abs_tol=1e-9):
+            fail(f"gflops[{name!r}] = {gflops[name]} does not match the config ({value:.6g})")
+
+    if data["skip_calibration"] is not None:
+        try:
+            validate_calibration(data["skip_calibration"])
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
+    if not isinstance(data["training"], dict):
+        fail("training must be a dict of plain data")
+
+    state = data["state_dict"]
+    if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        fail("state_dict must map str to tensors")
+    _check_state_shapes(state, config, fail)
+    return Checkpoint(path, config, list(names), norm, dict(gflops), data["skip_calibration"],
+                      data["training"], state)
+
+
+def _check_state_shapes(state: dict[str, torch.Tensor], config: AdaFocusConfig, fail) -> None:
+    """Compare against a meta-device model of the config: names, shapes, dtypes."""
+    with torch.device("meta"):
+        expected = AdaFocus(config).state_dict()
+    missing = sorted(set(expected) - set(state))
+    unknown = sorted(set(state) - set(expected))
+    if missing or unknown:
+        fail(f"state_dict does not fit the config: missing {missing[:5]}"
+             f"{'...' if len(missing) > 5 else ''}, unexpected {unknown[:5]}"
+             f"{'...' if len(unknown) > 5 else ''}")
+    for name, want in expected.items():
+        got = state[name]
+        if got.shape != want.shape:
+            hint = ""
+            if name.endswith(("head.weight", "head.bias")) and "policy" not in name:
+                hint = (f"class-count mismatch: weights have {got.shape[0]} classes, config "
+                        f"has {config.num_classes}; ")
+            elif name.startswith("policy.embed"):
+                hint = ("input-size mismatch: the policy was trained on another glance map "
+                        f"size than config.glance_size {config.glance_size} gives; ")
+            elif name.startswith("policy.actor"):
+                hint = f"policy grid mismatch (config.policy_grid {config.policy_grid}); "
+            fail(f"{hint}state_dict[{name!r}] has shape {tuple(got.shape)}, "
+                 f"the config needs {tuple(want.shape)}")
+        if got.dtype != want.dtype:
+            fail(f"state_dict[{name!r}] has dtype {got.dtype}, expected {want.dtype}")

@@ -1,0 +1,32 @@
+"""Local network f_L: the high-capacity network, run on one patch per frame."""
+
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+
+from adafocus.config import AdaFocusConfig
+from adafocus.models.backbones import conv_stack
+
+
+class LocalNet(nn.Module):
+    """Patch (N, 3, P, P) -> pooled features (N, out_features). Fully convolutional, so
+    the same weights run on the whole frame for the full-frame baseline."""
+
+    def __init__(self, config: AdaFocusConfig) -> None:
+        super().__init__()
+        if config.local_arch == "resnet50":
+            self.features = torchvision.models.resnet50(weights=None)
+            self.features.fc = nn.Identity()  # keeps the pooled 2048-d vector
+            self.out_features = 2048
+        else:
+            self.features = nn.Sequential(
+                conv_stack(3, config.local_channels, config.local_strides),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(1),
+            )
+            self.out_features = config.local_channels[-1]
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        return self.features(patches)

@@ -1,0 +1,362 @@
+"""Online AdaFocus: many endless streams, one batched step at a time.
+
+``OnlineAdaFocus`` keeps each stream's recurrent state (policy and classifier hidden
+states, last result, skip references) and advances only the streams it is given, one
+frame each, in a single batched call. Streams join (first step) and leave (``drop``)
+at any time; a stream's results never depend on which other streams share its batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from adafocus.checkpoint import load_checkpoint
+from adafocus.models import AdaFocus
+from adafocus.skip import (
+    SKIP_MODES,
+    SkipThresholds,
+    StreamSignals,
+    frame_thumbnails,
+    glance_change,
+    may_carry,
+    pixel_change,
+    thresholds_for_budget,
+)
+
+
+@dataclass
+class StepResult:
+    """The running label of one stream after one frame (DESIGN.md result message).
+
+    ``action`` is "skip" (nothing ran), "glance" (only f_G ran) or "full";
+    ``skipped`` is true for both carried-over actions, whose ``patch`` is None.
+    ``gflops`` is what this frame actually cost, ``gflops_full`` what f_L on the
+    whole frame would have cost (GFLOPs = GMACs, see adafocus.flops).
+    """
+
+    class_id: int
+    label: str
+    score: float
+    topk: list[tuple[str, float]]
+    patch: tuple[float, float, float, float] | None
+    skipped: bool
+    action: str
+    gflops: float
+    gflops_full: float
+
+
+@dataclass
+class _StreamState:
+    policy_hidden: torch.Tensor
+    classifier_hidden: torch.Tensor
+    result: StepResult | None = None
+    logits: torch.Tensor | None = None
+    thumb: torch.Tensor | None = None  # reference thumbnail (last full frame), CPU or input device
+    glance: torch.Tensor | None = None  # reference pooled glance features, model device
+    since_full: int = 0
+
+
+def resolve_device(spec: str | torch.device) -> torch.device:
+    """"auto" | "cpu" | "cuda" | "cuda:N" -> torch.device, or a ValueError saying why not."""
+    text = str(spec)
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    if text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {text!r} requested but CUDA is not available here")
+        device = torch.device(text)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {text!r}: only {torch.cuda.device_count()} CUDA device(s)")
+        return device
+    raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {text!r}")
+
+
+def normalize_frames(frames: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 (..., H, W, 3) -> float (..., 3, H, W), (x / 255 - mean) / std.
+
+    The one place frames become model input, used online and for offline clips, so
+    both see identical numbers.
+    """
+    x = frames.movedim(-1, -3).float()
+    scale = (1.0 / (255.0 * std)).view(3, 1, 1)
+    return x * scale - (mean / std).view(3, 1, 1)
+
+
+class OnlineAdaFocus:
+    """Per-stream recurrent inference with optional adaptive frame skipping.
+
+    ``skip`` thresholds (None = every frame in full) normally come from the
+    checkpoint's calibration via :meth:`from_checkpoint`. On CUDA the model runs
+    under autocast (bf16 where supported, else fp16) in channels_last; recurrent
+    states are kept in float32. ``patch_source`` "random" / "center" replace the
+    policy's choice (evaluation baselines); the default is the policy.
+    """
+
+    def __init__(self, model: AdaFocus, class_names: list[str],
+                 normalization: dict[str, list[float]], gflops: dict[str, float], *,
+                 device: str | torch.device = "auto", skip: SkipThresholds | None = None,
+                 top_k: int = 5, amp: bool | None = None, patch_source: str = "policy") -> None:
+        # patch_source "random" / "center": the comparison baselines of evaluation
+        if patch_source not in ("policy", "random", "center"):
+            raise ValueError("patch_source must be 'policy', 'random' or 'center', "
+                             f"got {patch_source!r}")
+        self.patch_source = patch_source
+        if len(class_names) != model.config.num_classes:
+            raise ValueError(f"{len(class_names)} class names for a "
+                             f"{model.config.num_classes}-class model")
+        self.device = resolve_device(device)
+        self.config = model.config
+        self._cuda = self.device.type == "cuda"
+        use_amp = self._cuda if amp is None else amp
+        if use_amp and not self._cuda:
+            raise ValueError("amp (autocast fp16/bf16) is only used on CUDA")
+        self._amp_dtype = None
+        if use_amp:
+            self._amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported()
+                               else torch.float16)
+        memory_format = torch.channels_last if self._cuda else torch.contiguous_format
+        self._memory_format = memory_format
+        self.model = model.to(self.device, memory_format=memory_format).eval()
+        self.model.requires_grad_(False)
+        self._class_names = list(class_names)
+        self._mean = torch.tensor(normalization["mean"], dtype=torch.float32, device=self.device)
+        self._std = torch.tensor(normalization["std"], dtype=torch.float32, device=self.device)
+        self.gflops = dict(gflops)
+        self.skip = skip
+        self.top_k = max(1, min(top_k, len(class_names)))
+        self._states: dict[Any, _StreamState] = {}
+
+    @classmethod
+    def from_checkpoint(cls, spec: str | os.PathLike, device: str | torch.device = "auto",
+                        skip_mode: str | None = None, budget: float | None = None,
+                        top_k: int = 5) -> OnlineAdaFocus:
+        """Load a checkpoint (path or "builtin:NAME").
+
+        ``skip_mode`` None means "confidence" when the checkpoint has a skip
+        calibration (or a ``budget`` is given) and "off" otherwise. ``budget`` picks
+        the calibrated thresholds with the largest budget not above it (None: the
+        checkpoint's default budget).
+        """
+        resolve_device(device)  # fail on a bad device before reading the file
+        if skip_mode is not None and skip_mode not in SKIP_MODES:
+            raise ValueError(f"skip_mode must be None or one of {SKIP_MODES}, got {skip_mode!r}")
+        checkpoint = load_checkpoint(spec)
+        calibration = checkpoint.skip_calibration
+        if skip_mode is None:
+            skip_mode = "confidence" if (calibration is not None or budget is not None) else "off"
+        skip = None
+        if skip_mode == "learned":
+            raise ValueError("skip_mode 'learned' needs a learned skip head; this version of "
+                             "the model has none (use 'confidence')")
+        if skip_mode == "confidence":
+            if calibration is None:
+                raise ValueError(f"{checkpoint.path}: no skip calibration in this checkpoint; "
+                                 "use skip_mode='off' or calibrate (adafocus.skip.calibrate)")
+            skip = thresholds_for_budget(calibration, budget)
+        return cls(checkpoint.build_model(), checkpoint.class_names, checkpoint.normalization,
+                   checkpoint.gflops, device=device, skip=skip, top_k=top_k)
+
+    # ---- public state --------------------------------------------------------------
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(H, W) of the uint8 RGB frames step() expects."""
+        return tuple(self.config.frame_size)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self._class_names)
+
+    @property
+    def streams(self) -> list[Any]:
+        """Ids of the streams holding state."""
+        return list(self._states)
+
+    def reset(self, stream_id: Any) -> None:
+        """Forget a stream's history (e.g. after a reconnect); its next step starts
+        fresh. Idempotent."""
+        self._states.pop(stream_id, None)
+
+    def drop(self, stream_id: Any) -> None:
+        """Release a stream that left. Idempotent."""
+        self._states.pop(stream_id, None)
+
+    def logits(self, stream_id: Any) -> torch.Tensor:
+        """Float32 CPU logits (K,) behind the stream's current label."""
+        state = self._states.get(stream_id)
+        if state is None or state.logits is None:
+            raise KeyError(f"stream {stream_id!r} has no result yet")
+        return state.logits.clone()
+
+    @torch.inference_mode()
+    def record_signals(self, frames: np.ndarray | torch.Tensor) -> StreamSignals:
+        """Run one stream's frames (T, H, W, 3) in full (no skipping, a private stream)
+        and record what skip calibration needs (adafocus.skip.calibrate)."""
+        saved, self.skip = self.skip, None
+        key = object()
+        thumbs, glance, confidence, predictions = [], [], [], []
+        try:
+            for frame in frames:
+                frame = self._check_frames(frame[None], [key])
+                result = self.step(frame, [key])[0]
+                thumbs.append(frame_thumbnails(frame)[0].cpu())
+                glance.append(self._states[key].glance.cpu())
+                confidence.append(result.score)
+                predictions.append(result.class_id)
+        finally:
+            self.skip = saved
+            self.drop(key)
+        return StreamSignals(thumbs=torch.stack(thumbs).numpy(),
+                             glance=torch.stack(glance).numpy(),
+                             confidence=np.array(confidence), predictions=np.array(predictions))
+
+    def to_input(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, H, W, 3) tensor -> normalised float (N, 3, H, W) on the model's device
+        in its memory format (pinned, non-blocking upload from CPU to CUDA)."""
+        if self._cuda and frames.device.type == "cpu":
+            frames = frames.pin_memory().to(self.device, non_blocking=True)
+        x = normalize_frames(frames.to(self.device), self._mean, self._std)
+        return x.contiguous(memory_format=self._memory_format)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The autocast context the model runs under (none on CPU)."""
+        if self._amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self._amp_dtype)
+
+    # ---- the step ------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def step(self, frames: np.ndarray | torch.Tensor, stream_ids: list[Any]) -> list[StepResult]:
+        """Advance the given streams by one frame each.
+
+        frames: uint8 RGB (B, H, W, 3), numpy or tensor (any device), row i belonging
+        to ``stream_ids[i]``. New ids start a stream. Returns one StepResult per row.
+        """
+        frames = self._check_frames(frames, stream_ids)
+        if not stream_ids:
+            return []
+        states = [self._states.get(i) or self._new_state() for i in stream_ids]
+        for stream_id, state in zip(stream_ids, states, strict=True):
+            self._states[stream_id] = state
+            state.since_full += 1
+        count = len(states)
+        actions = ["full"] * count
+        fresh = torch.tensor([s.result is None for s in states], dtype=torch.bool)
+        since = torch.tensor([s.since_full for s in states])
+        confidence = torch.tensor([s.result.score if s.result else 0.0 for s in states])
+        thumbs = None
+        if self.skip is not None:
+            thumbs = frame_thumbnails(frames)
+            refs = torch.stack([s.thumb.to(t.device) if s.thumb is not None else t
+                                for s, t in zip(states, thumbs, strict=True)])
+            carry = may_carry(pixel_change(thumbs, refs), self.skip.pixel_change, confidence.to(
+                thumbs.device), self.skip.confidence, since.to(thumbs.device), self.skip.max_span)
+            for i in torch.nonzero(carry.cpu() & ~fresh).flatten().tolist():
+                actions[i] = "skip"
+
+        run = [i for i in range(count) if actions[i] != "skip"]
+        if run:
+            self._run(frames, run, states, actions, thumbs, confidence, since, fresh)
+        return [self._result(state, action) for state, action in zip(states, actions, strict=True)]
+
+    def _run(self, frames: torch.Tensor, run: list[int], states: list[_StreamState],
+             actions: list[str], thumbs: torch.Tensor | None, confidence: torch.Tensor,
+             since: torch.Tensor, fresh: torch.Tensor) -> None:
+        """Glance on the non-skipped rows; policy, crop, local, classifier on the rows
+        that need the full model. Updates the states of the fully processed streams."""
+        model = self.model
+        rows = torch.tensor(run)
+        x = self.to_input(frames[rows.to(frames.device)] if len(run) < len(states) else frames)
+        with self.autocast():
+            fmap, g_pooled = model.glance_features(x)
+            full = list(range(len(run)))
+            if self.skip is not None:
+                refs = torch.stack([states[i].glance if states[i].glance is not None else g
+                                    for i, g in zip(run, g_pooled.float(), strict=True)])
+                carry = may_carry(glance_change(g_pooled.float(), refs), self.skip.glance_change,
+                                  confidence[rows].to(self.device), self.skip.confidence,
+                                  since[rows].to(self.device), self.skip.max_span)
+                carry = (carry.cpu() & ~fresh[rows]).tolist()
+                for j, i in enumerate(run):
+                    if carry[j]:
+                        actions[i] = "glance"
+                full = [j for j in range(len(run)) if not carry[j]]
+            if not full:
+                return
+            sel = torch.tensor(full, device=self.device)
+            if len(full) < len(run):
+                x, fmap, g_pooled = x[sel], fmap[sel], g_pooled[sel]
+            full_states = [states[run[j]] for j in full]
+            p_hidden = torch.stack([s.policy_hidden for s in full_states])
+            c_hidden = torch.stack([s.classifier_hidden for s in full_states])
+            policy = model.policy_step(fmap, p_hidden)
+            focus = model.locate(len(full), self.patch_source, policy)
+            local = model.local_features(model.crop(x, focus))
+            logits, c_hidden = model.classifier_step(g_pooled, local, c_hidden)
+            boxes = model.boxes(focus)
+        # one device->host copy for everything the results need
+        host = torch.cat([logits.float(), boxes.float()], dim=1).cpu()
+        p_hidden, c_hidden = policy.hidden.float(), c_hidden.float()
+        g_pooled = g_pooled.float()
+        num_classes = self.config.num_classes
+        for j, state in enumerate(full_states):
+            state.policy_hidden, state.classifier_hidden = p_hidden[j], c_hidden[j]
+            state.logits = host[j, :num_classes]
+            state.result = self._label(state.logits, tuple(host[j, num_classes:].tolist()))
+            state.glance = g_pooled[j]
+            if thumbs is not None:
+                state.thumb = thumbs[run[full[j]]]
+            state.since_full = 0
+
+    def _label(self, logits: torch.Tensor, patch: tuple[float, ...]) -> StepResult:
+        probs = logits.softmax(-1)
+        top = probs.topk(self.top_k)
+        names = self._class_names
+        topk = [(names[k], float(p)) for p, k in zip(top.values, top.indices, strict=True)]
+        class_id = int(top.indices[0])
+        return StepResult(class_id=class_id, label=names[class_id], score=topk[0][1], topk=topk,
+                          patch=patch, skipped=False, action="full", gflops=0.0,
+                          gflops_full=self.gflops["local_full"])
+
+    def _result(self, state: _StreamState, action: str) -> StepResult:
+        signal = self.gflops["skip_signal"] if self.skip is not None else 0.0
+        if action == "full":
+            return dataclasses.replace(state.result, gflops=signal + self.gflops["full_step"])
+        cost = signal + (self.gflops["glance"] if action == "glance" else 0.0)
+        return dataclasses.replace(state.result, patch=None, skipped=True, action=action,
+                                   gflops=cost)
+
+    # ---- helpers -------------------------------------------------------------------
+
+    def _new_state(self) -> _StreamState:
+        p_hidden, c_hidden = self.model.initial_state(1, self.device)
+        return _StreamState(policy_hidden=p_hidden[0], classifier_hidden=c_hidden[0])
+
+
+    def _check_frames(self, frames: np.ndarray | torch.Tensor, stream_ids: list[Any]
+                      ) -> torch.Tensor:
+        if isinstance(frames, np.ndarray):
+            frames = torch.from_numpy(np.ascontiguousarray(frames))
+        if not isinstance(frames, torch.Tensor):
+            raise TypeError(f"frames must be a numpy array or tensor, got {type(frames).__name__}")
+        height, width = self.frame_size
+        if frames.dtype != torch.uint8 or frames.dim() != 4 or tuple(frames.shape[1:]) != (
+                height, width, 3):
+            raise ValueError(f"frames must be uint8 RGB (B, {height}, {width}, 3), got "
+                             f"{frames.dtype} {tuple(frames.shape)}")
+        if len(stream_ids) != frames.shape[0]:
+            raise ValueError(f"{frames.shape[0]} frames but {len(stream_ids)} stream ids")
+        if len(set(stream_ids)) != len(stream_ids):
+            raise ValueError("a stream can advance only one frame per step: duplicate ids in "
+                             f"{list(stream_ids)}")
+        return frames
