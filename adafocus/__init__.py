@@ -1,28 +1,50 @@
 """AdaFocus for live video: pure-PyTorch models, online inference, training and
 evaluation. Imports nothing from `stream`, ZeroMQ or Prometheus.
 
-Public API (see CONTRACTS.md): the config and presets, the AdaFocus module and its
-building blocks, the online per-stream API, checkpoints, GFLOPs accounting and skip
-calibration.
+The public names below load lazily (PEP 562): a producer process that only needs
+`adafocus.data.moving_digits` to render the synthetic camera must not pay for
+importing PyTorch (hundreds of MB of RSS per stream).
 """
 
-from adafocus.checkpoint import (
-    IMAGENET_NORMALIZATION,
-    Checkpoint,
-    CheckpointError,
-    load_checkpoint,
-    save_checkpoint,
-)
-from adafocus.config import AdaFocusConfig, preset
-from adafocus.flops import component_gflops
-from adafocus.models import AdaFocus, ClipOutput, Focus, PolicyOutput
-from adafocus.online import OnlineAdaFocus, StepResult, normalize_frames, resolve_device
-from adafocus.skip import SkipThresholds, StreamSignals, calibrate
+from __future__ import annotations
 
-__all__ = [
-    "AdaFocusConfig", "preset", "AdaFocus", "ClipOutput", "Focus", "PolicyOutput",
-    "OnlineAdaFocus", "StepResult", "normalize_frames", "resolve_device",
-    "Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint",
-    "IMAGENET_NORMALIZATION", "component_gflops", "SkipThresholds", "StreamSignals",
-    "calibrate",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Checkpoint": "adafocus.checkpoint",
+    "CheckpointError": "adafocus.checkpoint",
+    "IMAGENET_NORMALIZATION": "adafocus.checkpoint",
+    "load_checkpoint": "adafocus.checkpoint",
+    "save_checkpoint": "adafocus.checkpoint",
+    "AdaFocusConfig": "adafocus.config",
+    "preset": "adafocus.config",
+    "component_gflops": "adafocus.flops",
+    "AdaFocus": "adafocus.models",
+    "ClipOutput": "adafocus.models",
+    "Focus": "adafocus.models",
+    "PolicyOutput": "adafocus.models",
+    "OnlineAdaFocus": "adafocus.online",
+    "StepResult": "adafocus.online",
+    "normalize_frames": "adafocus.online",
+    "resolve_device": "adafocus.online",
+    "SkipThresholds": "adafocus.skip",
+    "StreamSignals": "adafocus.skip",
+    "calibrate": "adafocus.skip",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'adafocus' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
+
