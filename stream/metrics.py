@@ -9,12 +9,12 @@ Stream ids are labels; URIs never are (they may carry credentials).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client import multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
 PREFIX = "adafocus_"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -86,14 +86,19 @@ class PipelineMetrics:
         self.batch_size = Histogram(
             PREFIX + "batch_size", "Frames per batched step.", buckets=BATCH_BUCKETS, registry=None
         )
+        # "max" (not livemax) keeps a dead worker's last tick, so its age keeps growing and alerts.
+        self.worker_last_tick = Gauge(
+            PREFIX + "worker_last_tick_timestamp_seconds",
+            "Unix time of the worker's last loop tick.",
+            multiprocess_mode="max",
+            registry=None,
+        )
 
     def forget_stream(self, stream_id: str) -> None:
         """Drop a removed stream's gauges so dashboards stop showing it as live."""
         for gauge in (self.stream_up, self.ring_fill):
-            try:
+            with contextlib.suppress(KeyError):
                 gauge.remove(stream_id)
-            except KeyError:
-                pass
 
 
 def reset_multiprocess_dir(path: str | os.PathLike[str]) -> Path:

@@ -1,0 +1,209 @@
+"""Ingestion benchmark: decode + resize + ring throughput, and the ring's cost.
+
+    python -m stream.bench_ingest [--frames 600] [--frame-size 224x224] [--out FILE]
+
+1. Throughput: for 640x360 and 1280x720 H.264 clips (made with ffmpeg), 1 and 4
+   real producer processes (`run_producer`, files played as fast as possible)
+   decode, scale to the model's frame size and write into their rings while
+   this process drains every ring losslessly, like a worker in lossless mode.
+   Frames/s = frames / (last capture - first capture), so process start-up and
+   stream opening are not counted.
+2. Ring overhead: per-frame time of `write` + `read_next` against the two plain
+   `np.copyto` calls that move the same bytes (one in, one out).
+
+Prints a table and writes the figures to a JSON file. Not a test: nothing is
+asserted; numbers depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import av
+import numpy as np
+import zmq
+
+from stream.messages import decode
+from stream.producer import ProducerSettings, StreamSpec, run_producer
+from stream.ring import FrameRing, ring_name
+
+RESOLUTIONS = ((640, 360), (1280, 720))
+STREAM_COUNTS = (1, 4)
+
+
+def make_clip(directory: Path, width: int, height: int, frames: int) -> Path:
+    """An H.264 clip like a camera's: 30 fps, keyframe every second, no B-frames."""
+    path = directory / f"bench-{width}x{height}-{frames}.mp4"
+    if not path.exists():
+        subprocess.run(
+            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+             "-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=30",
+             "-frames:v", str(frames), "-c:v", "libx264", "-preset", "veryfast",
+             "-g", "30", "-bf", "0", "-pix_fmt", "yuv420p", str(path)],
+            check=True,
+        )  # fmt: skip
+    return path
+
+
+def throughput(clip: Path, streams: int, height: int, width: int) -> dict:
+    """Run `streams` producers on `clip` at once; drain their rings here."""
+    context = zmq.Context()
+    sink = context.socket(zmq.PULL)
+    sink.bind("tcp://127.0.0.1:*")
+    endpoint = sink.getsockopt_string(zmq.LAST_ENDPOINT)
+    tag = uuid.uuid4().hex[:6]
+    rings = [FrameRing.create(ring_name(f"bench-{tag}", f"s{i}"), 64, height, width)
+             for i in range(streams)]
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=run_producer, args=(
+            StreamSpec(f"s{i}", str(clip), {"realtime": False}), ring.name, endpoint,
+            ProducerSettings()))
+        for i, ring in enumerate(rings)
+    ]
+    out = np.empty((height, width, 3), np.uint8)
+    first: list[float | None] = [None] * streams
+    last = [0.0] * streams
+    read = [0] * streams
+    try:
+        for p in procs:
+            p.start()
+        while any(p.is_alive() for p in procs) or any(r.fill() > 0 for r in rings):
+            idle = True
+            for i, ring in enumerate(rings):
+                meta = ring.read_next(out)
+                if meta is not None:
+                    idle = False
+                    read[i] += 1
+                    first[i] = meta.t_capture if first[i] is None else first[i]
+                    last[i] = meta.t_capture
+            if idle:
+                time.sleep(0.0005)
+        for p in procs:
+            p.join()
+        states = []
+        while sink.poll(0):
+            states.append(decode(sink.recv_multipart())[1]["state"])
+        written = [ring.written for ring in rings]
+        overwritten = [ring.overwritten for ring in rings]
+    finally:
+        for ring in rings:
+            ring.close()
+            ring.unlink()
+        sink.close(0)
+        context.term()
+    if states.count("ended") != streams or any(f is None for f in first):
+        raise RuntimeError(f"a producer did not finish cleanly: events {states}")
+    span = max(last) - min(f for f in first if f is not None)
+    total = sum(written)
+    return {
+        "streams": streams,
+        "frames": total,
+        "seconds": round(span, 3),
+        "fps_total": round(total / span, 1),
+        "fps_per_stream": round(total / span / streams, 1),
+        "overwritten": sum(overwritten),
+        "exit_codes": [p.exitcode for p in procs],
+    }
+
+
+def ring_overhead(height: int, width: int, slots: int = 8, repeat: int = 2000) -> dict:
+    """Microseconds per frame: ring write + read_next vs two plain numpy copies
+    through the same number of slots (so both pay the same cache misses)."""
+    image = np.random.default_rng(0).integers(0, 256, (height, width, 3), np.uint8)
+    out = np.empty_like(image)
+    plain = np.empty((slots, height, width, 3), np.uint8)
+    name = ring_name(f"bench-{uuid.uuid4().hex[:6]}", "overhead")
+    ring = FrameRing.create(name, slots, height, width)
+    try:
+        def per_frame(fn) -> float:
+            best = float("inf")
+            for _ in range(7):
+                start = time.perf_counter()
+                fn()
+                best = min(best, (time.perf_counter() - start) / repeat)
+            return best * 1e6
+
+        def copies() -> None:
+            for i in range(repeat):
+                np.copyto(plain[i % slots], image)
+                np.copyto(out, plain[i % slots])
+
+        seq = iter(range(10**9))
+
+        def ring_round_trip() -> None:
+            for _ in range(repeat):
+                ring.write(image, next(seq), 0.0, 0.0)
+                ring.read_next(out)
+
+        copy_us, ring_us = per_frame(copies), per_frame(ring_round_trip)
+    finally:
+        ring.close()
+        ring.unlink()
+    return {
+        "frame": f"{width}x{height}",
+        "bytes": image.nbytes,
+        "numpy_2_copies_us": round(copy_us, 2),
+        "ring_write_read_us": round(ring_us, 2),
+        "overhead_us": round(ring_us - copy_us, 2),
+    }
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    width, _, height = text.partition("x")
+    return int(width), int(height)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=600, help="frames per clip")
+    parser.add_argument("--frame-size", default="224x224", help="ring frame WxH (model input)")
+    parser.add_argument("--out", default="bench-results/ingest.json")
+    parser.add_argument("--media-dir", default=None, help="keep/reuse clips here")
+    args = parser.parse_args(argv)
+    ring_w, ring_h = parse_size(args.frame_size)
+    media = Path(args.media_dir or tempfile.mkdtemp(prefix="bench-ingest-"))
+    media.mkdir(parents=True, exist_ok=True)
+    results: dict = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(), "pyav": av.__version__,
+                    "ffmpeg": ".".join(map(str, av.library_versions["libavcodec"]))},
+        "ring_frame": f"{ring_w}x{ring_h}",
+        "throughput": [],
+        "ring_overhead": [],
+    }
+    print(f"decode + scale to {ring_w}x{ring_h} + ring write, files as fast as possible")
+    print(f"{'source':>10} {'streams':>7} {'frames':>7} {'fps total':>10} {'fps/stream':>10}")
+    for width, height in RESOLUTIONS:
+        clip = make_clip(media, width, height, args.frames)
+        for streams in STREAM_COUNTS:
+            row = throughput(clip, streams, ring_h, ring_w)
+            row["source"] = f"{width}x{height} h264"
+            results["throughput"].append(row)
+            print(f"{width}x{height:<4} {streams:>7} {row['frames']:>7} "
+                  f"{row['fps_total']:>10} {row['fps_per_stream']:>10}")
+    print("\nring write+read_next vs two np.copyto (us per frame)")
+    print(f"{'frame':>10} {'bytes':>8} {'2 copies':>9} {'ring':>9} {'overhead':>9}")
+    for width, height in ((16, 16), (ring_w, ring_h), *RESOLUTIONS):  # 16x16: the fixed cost
+        row = ring_overhead(height, width)
+        results["ring_overhead"].append(row)
+        print(f"{row['frame']:>10} {row['bytes']:>8} {row['numpy_2_copies_us']:>9} "
+              f"{row['ring_write_read_us']:>9} {row['overhead_us']:>9}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

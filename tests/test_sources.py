@@ -1,0 +1,266 @@
+"""Source URIs and the sources themselves (in-process; the producer tests run
+them in real producer processes)."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from conftest import CLIP_FRAMES
+
+from stream.sources import open_source
+from stream.sources.synthetic import PatternScene
+from stream.uri import (
+    SourceError,
+    SourceUnavailable,
+    mask_uri,
+    parse_source,
+    redact,
+)
+
+H, W = 96, 128
+
+
+def open_frames(uri: str, *, height: int = H, width: int = W, errors: list | None = None,
+                **options) -> tuple[list, object]:
+    errors = errors if errors is not None else []
+    source = open_source(
+        parse_source(uri, options), height, width, open_timeout_s=5, stall_timeout_s=5,
+        stop=threading.Event(), on_decode_error=lambda: errors.append(1),
+    )
+    try:
+        return [(f.image.copy(), f.pts, f.truth) for f in source.frames()], source
+    finally:
+        source.close()
+
+
+def reference_frames(path: Path, height: int = H, width: int = W) -> list[np.ndarray]:
+    """The file decoded directly, scaled the same way (swscale bilinear)."""
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(width=width, height=height, format="rgb24")
+                for f in container.decode(video=0)]
+
+
+# ----------------------------------------------------------------- URIs
+
+
+@pytest.mark.parametrize(
+    ("uri", "options", "kind", "expect"),
+    [
+        ("rtsp://cam/live", {}, "rtsp", {"rtsp_transport": "tcp"}),
+        ("rtsps://cam:322/live", {"transport": "udp"}, "rtsp", {"rtsp_transport": "udp"}),
+        ("rtsp://cam/live?channel=1&transport=udp", {}, "rtsp", {"rtsp_transport": "udp"}),
+        ("https://cdn.example/live.m3u8", {}, "http", {}),
+        ("/videos/a.mp4", {}, "file", {}),
+        ("clips/a.mkv", {"realtime": False}, "file", {}),
+        ("file:///videos/a.mp4", {}, "file", {}),
+        ("/dev/video2", {"av_options": {"video_size": "640x480"}}, "v4l2",
+         {"video_size": "640x480"}),
+        ("synthetic://pattern?fps=30&seed=3", {}, "synthetic", {}),
+        ("synthetic://digits?split=val", {}, "synthetic", {}),
+    ],
+)
+def test_parse_source_recognises_every_supported_kind(uri, options, kind, expect):
+    spec = parse_source(uri, options)
+    assert spec.kind == kind
+    assert spec.av_options == expect
+
+
+def test_parse_source_keeps_camera_query_but_takes_out_its_own_transport_parameter():
+    spec = parse_source("rtsp://u:pw@cam/live?channel=1&transport=udp")
+    assert spec.url == "rtsp://u:pw@cam/live?channel=1"
+    assert spec.masked == "rtsp://u:***@cam/live?channel=1&transport=udp"
+
+
+def test_files_play_at_native_rate_unless_asked_not_to_and_only_they_end():
+    assert parse_source("/a.mp4").realtime and not parse_source("/a.mp4").live
+    assert not parse_source("/a.mp4", {"realtime": False}).realtime
+    assert parse_source("rtsp://cam/x").live
+    spec = parse_source("synthetic://digits?fps=12.5&seed=4&split=train")
+    assert (spec.scene, spec.scene_params) == ("digits", {"fps": 12.5, "seed": 4, "split": "train"})
+
+
+@pytest.mark.parametrize(
+    ("uri", "options", "message"),
+    [
+        ("", {}, "empty source URI"),
+        ("rtsp://", {}, "has no host"),
+        ("rtsp://:pw@/x", {}, "has no host"),
+        ("rtsp://cam:99999/x", {}, "malformed source URI"),
+        ("rtsp://cam:port/x", {}, "malformed source URI"),
+        ("ftp://cam/x", {}, "unsupported source scheme 'ftp'"),
+        ("rtsp:/cam/x", {}, "malformed source URI"),
+        ("rtsp://cam/x", {"transport": "sctp"}, "transport must be one of"),
+        ("http://cam/x", {"transport": "udp"}, "only applies to rtsp"),
+        ("synthetic://nope", {}, "unknown synthetic scene 'nope'"),
+        ("synthetic://pattern?fps=0", {}, "bad fps='0'"),
+        ("synthetic://pattern?fps=abc", {}, "bad fps='abc'"),
+        ("synthetic://pattern?split=val", {}, "unknown parameter 'split'"),
+        ("synthetic://digits?split=dev", {}, "bad split='dev'"),
+        ("/a.mp4", {"realtme": False}, "unknown stream option"),
+        ("/a.mp4", {"realtime": "yes"}, "realtime must be true or false"),
+    ],
+)
+def test_malformed_uris_are_rejected_with_a_message_naming_the_problem(uri, options, message):
+    with pytest.raises(SourceError, match=message):
+        parse_source(uri, options)
+
+
+def test_credentials_are_masked_in_uris_error_messages_and_parse_errors():
+    uri = "rtsp://admin:s3cret!@10.0.0.5:554/stream1?token=abcdef&channel=2"
+    masked = mask_uri(uri)
+    assert "s3cret" not in masked and "abcdef" not in masked
+    assert masked.startswith("rtsp://admin:***@10.0.0.5:554/stream1?") and "channel=2" in masked
+    assert "s3cret" not in redact(f"[Errno 111] Connection refused: '{uri}' (pw s3cret!)", uri)
+    with pytest.raises(SourceError) as caught:
+        parse_source("rtsp://admin:s3cret!@cam:99999/x")
+    assert "s3cret" not in str(caught.value)
+    assert mask_uri("/plain/path.mp4") == "/plain/path.mp4"
+
+
+# ----------------------------------------------------------------- synthetic
+
+
+def test_pattern_scene_is_deterministic_carries_its_index_and_visits_every_label():
+    scene = PatternScene(seed=5, height=H, width=W, fps=25)
+    assert np.array_equal(scene.frame(123), PatternScene(5, H, W, 25).frame(123))
+    assert not np.array_equal(scene.frame(123), scene.frame(124))
+    assert [PatternScene.decode_index(scene.frame(i)) for i in (0, 1, 77, 4321)] == [0, 1, 77, 4321]
+    labels = {scene.label_at(i) for i in range(0, 25 * 60, 5)}
+    assert labels == {0, 1, 2, 3}
+
+
+def test_synthetic_camera_renders_in_real_time_with_ground_truth():
+    stop = threading.Event()
+    source = open_source(parse_source("synthetic://pattern?fps=50&seed=2"), H, W,
+                         open_timeout_s=1, stall_timeout_s=1, stop=stop,
+                         on_decode_error=lambda: None)
+    scene = PatternScene(2, H, W, 50)
+    started = time.monotonic()
+    frames = []
+    for frame in source.frames():
+        frames.append(frame)
+        if len(frames) == 11:
+            stop.set()
+    elapsed = time.monotonic() - started
+    assert elapsed >= 10 / 50  # paced like a camera, not as fast as numpy renders
+    for f in frames:
+        index = PatternScene.decode_index(f.image)
+        assert f.image.shape == (H, W, 3) and f.pts == pytest.approx(index / 50)
+        assert f.truth == scene.label_at(index)
+
+
+def test_synthetic_digits_scene_plugs_in_with_its_labels():
+    frames, source = [], None
+    stop = threading.Event()
+    source = open_source(parse_source("synthetic://digits?fps=100&seed=1"), 128, 128,
+                         open_timeout_s=1, stall_timeout_s=1, stop=stop,
+                         on_decode_error=lambda: None)
+    for frame in source.frames():
+        frames.append(frame)
+        stop.set()
+    assert frames[0].image.shape == (128, 128, 3) and 0 <= frames[0].truth <= 9
+    assert source.class_names == [str(d) for d in range(10)]
+
+
+# ----------------------------------------------------------------- PyAV sources
+
+
+def test_file_source_decodes_every_frame_resized_on_the_decoder_side(h264_clip):
+    frames, _ = open_frames(str(h264_clip), realtime=False)
+    reference = reference_frames(h264_clip)
+    assert len(frames) == CLIP_FRAMES == len(reference)
+    assert all(img.shape == (H, W, 3) for img, _, _ in frames)
+    assert all(np.array_equal(img, ref) for (img, _, _), ref in zip(frames, reference, strict=True))
+    pts = [p for _, p, _ in frames]
+    assert pts == sorted(pts) and pts[1] == pytest.approx(0.04)
+
+
+def test_file_source_plays_at_the_native_frame_rate_by_default(h264_clip, tmp_path):
+    short = tmp_path / "short.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(h264_clip), "-frames:v", "20",
+                    "-c", "copy", str(short)], check=True, timeout=30)
+    started = time.monotonic()
+    frames, _ = open_frames(str(short))
+    assert len(frames) == 20
+    assert time.monotonic() - started >= 19 / 25 - 0.02  # 25 fps: pts 0 .. 0.76 s
+
+
+def test_truncated_file_ends_early_with_a_note_saying_so(h264_clip, tmp_path):
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(h264_clip.read_bytes()[: h264_clip.stat().st_size * 6 // 10])
+    errors: list = []
+    frames, source = open_frames(str(cut), realtime=False, errors=errors)
+    assert 0 < len(frames) < CLIP_FRAMES
+    assert "truncated or damaged" in source.end_note
+
+
+def test_corrupt_packets_are_skipped_and_counted_and_decoding_goes_on(h264_clip, tmp_path):
+    data = bytearray(h264_clip.read_bytes())
+    rng = np.random.default_rng(0)
+    for offset in range(len(data) // 4, len(data) * 3 // 4, 6000):
+        data[offset : offset + 300] = rng.integers(0, 256, 300, dtype=np.uint8).tobytes()
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(data))
+    errors: list = []
+    frames, _ = open_frames(str(bad), realtime=False, errors=errors)
+    assert errors and len(frames) < CLIP_FRAMES
+    assert frames[-1][1] == pytest.approx((CLIP_FRAMES - 1) / 25)  # went on to the end
+
+
+def test_files_that_are_not_video_give_a_specific_permanent_error(tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n" * 200)
+    with pytest.raises(SourceError, match="is not a video file ffmpeg can read"):
+        open_frames(str(text))
+    audio = tmp_path / "tone.wav"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "sine=duration=0.2",
+                    str(audio)], check=True, timeout=30)
+    with pytest.raises(SourceError, match=r"no video stream \(contains audio\)"):
+        open_frames(str(audio))
+    with pytest.raises(SourceError, match="no such file"):
+        open_frames(str(tmp_path / "missing.mp4"))
+    with pytest.raises(SourceError, match="is a directory"):
+        open_frames(str(tmp_path))
+
+
+def test_a_missing_v4l2_device_is_reported_as_unavailable_not_as_a_crash():
+    with pytest.raises(SourceUnavailable, match="/dev/video99"):
+        open_frames("/dev/video99")
+
+
+@pytest.fixture
+def http_dir(tmp_path):
+    """A real HTTP server on 127.0.0.1 serving tmp_path."""
+    handler = functools.partial(QuietHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_hls_over_http_is_decoded_and_a_404_is_a_clear_permanent_error(h264_clip, http_dir):
+    root, base = http_dir
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(h264_clip), "-c", "copy",
+                    "-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod",
+                    str(root / "live.m3u8")], check=True, timeout=30)
+    frames, _ = open_frames(f"{base}/live.m3u8", realtime=False)
+    reference = reference_frames(h264_clip)
+    assert len(frames) == CLIP_FRAMES
+    assert np.array_equal(frames[50][0], reference[50])
+    with pytest.raises(SourceError, match=r"not found \(404\)"):
+        open_frames(f"{base}/missing.m3u8")
