@@ -9,6 +9,7 @@ at any time; a stream's results never depend on which other streams share its ba
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import os
 from dataclasses import dataclass
@@ -16,9 +17,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from adafocus.checkpoint import load_checkpoint
 from adafocus.models import AdaFocus
+from adafocus.models.fusion import fold_batchnorm
 from adafocus.skip import (
     SKIP_MODES,
     SkipThresholds,
@@ -84,11 +87,30 @@ def normalize_frames(frames: torch.Tensor, mean: torch.Tensor, std: torch.Tensor
     """uint8 (..., H, W, 3) -> float (..., 3, H, W), (x / 255 - mean) / std.
 
     The one place frames become model input, used online and for offline clips, so
-    both see identical numbers.
+    both see identical numbers. The result is a channels-last view of the (..., H, W,
+    3) buffer. The arithmetic runs on rows of W * 3 interleaved values, with scale
+    and shift repeated W times: with the 3 channels as the innermost dimension the
+    elementwise kernels cannot vectorise (about 10x slower on CPU).
     """
-    x = frames.movedim(-1, -3).float()
-    scale = (1.0 / (255.0 * std)).view(3, 1, 1)
-    return x * scale - (mean / std).view(3, 1, 1)
+    width = frames.shape[-2]
+    x = frames.to(torch.float32, memory_format=torch.contiguous_format)
+    rows = x.view(*x.shape[:-2], width * 3)
+    rows.mul_((1.0 / (255.0 * std)).repeat(width)).sub_((mean / std).repeat(width))
+    return x.movedim(-1, -3)
+
+
+def inference_copy(model: nn.Module, device: torch.device,
+                   dtype: torch.dtype | None = None) -> nn.Module:
+    """A private eval-mode copy of ``model`` for fast inference on ``device``.
+
+    Copying leaves the caller's module (which may still be training) untouched.
+    BatchNorm is folded into the layer before it (adafocus.models.fusion), the layout
+    is channels_last and, when ``dtype`` is given (the autocast dtype), floating
+    weights are cast once here instead of by autocast on every call.
+    """
+    clone = copy.deepcopy(model).eval().requires_grad_(False)
+    fold_batchnorm(clone)
+    return clone.to(device=device, dtype=dtype, memory_format=torch.channels_last)
 
 
 class OnlineAdaFocus:
@@ -96,9 +118,16 @@ class OnlineAdaFocus:
 
     ``skip`` thresholds (None = every frame in full) normally come from the
     checkpoint's calibration via :meth:`from_checkpoint`. On CUDA the model runs
-    under autocast (bf16 where supported, else fp16) in channels_last; recurrent
-    states are kept in float32. ``patch_source`` "random" / "center" replace the
-    policy's choice (evaluation baselines); the default is the policy.
+    under autocast (bf16 where supported, else fp16); recurrent states are kept in
+    float32. ``patch_source`` "random" / "center" replace the policy's choice
+    (evaluation baselines); the default is the policy.
+
+    ``self.model`` is a private inference copy of the given model, so the caller's
+    module (possibly still training) is never moved, cast or modified: BatchNorm is
+    folded into the preceding conv/linear (one kernel instead of two per layer), the
+    layout is channels_last (faster convolutions on CPU and CUDA alike) and, with
+    autocast, the weights are stored in the autocast dtype once, so autocast finds
+    nothing to re-cast on every call.
     """
 
     def __init__(self, model: AdaFocus, class_names: list[str],
@@ -123,10 +152,8 @@ class OnlineAdaFocus:
         if use_amp:
             self._amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported()
                                else torch.float16)
-        memory_format = torch.channels_last if self._cuda else torch.contiguous_format
-        self._memory_format = memory_format
-        self.model = model.to(self.device, memory_format=memory_format).eval()
-        self.model.requires_grad_(False)
+        self._memory_format = torch.channels_last
+        self.model = inference_copy(model, self.device, self._amp_dtype)
         self._class_names = list(class_names)
         self._mean = torch.tensor(normalization["mean"], dtype=torch.float32, device=self.device)
         self._std = torch.tensor(normalization["std"], dtype=torch.float32, device=self.device)
@@ -134,6 +161,9 @@ class OnlineAdaFocus:
         self.skip = skip
         self.top_k = max(1, min(top_k, len(class_names)))
         self._states: dict[Any, _StreamState] = {}
+        self._staging: torch.Tensor | None = None  # pinned host buffer for uploads (CUDA)
+        # recorded after each upload from the buffer; waited on before refilling it
+        self._staging_free = torch.cuda.Event() if self._cuda else None
 
     @classmethod
     def from_checkpoint(cls, spec: str | os.PathLike, device: str | torch.device = "auto",
@@ -221,11 +251,36 @@ class OnlineAdaFocus:
 
     def to_input(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 (N, H, W, 3) tensor -> normalised float (N, 3, H, W) on the model's device
-        in its memory format (pinned, non-blocking upload from CPU to CUDA)."""
-        if self._cuda and frames.device.type == "cpu":
-            frames = frames.pin_memory().to(self.device, non_blocking=True)
-        x = normalize_frames(frames.to(self.device), self._mean, self._std)
+        in its memory format (non-blocking upload from CPU to CUDA, see _upload)."""
+        x = normalize_frames(self._upload(frames), self._mean, self._std)
         return x.contiguous(memory_format=self._memory_format)
+
+    def _upload(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames -> the model's device, as uint8 (4x fewer bytes than float).
+
+        From CPU to CUDA the rows go through one persistent pinned buffer (grown to the
+        next power of two when a batch needs more) and one non-blocking copy: pinning a
+        fresh tensor every step (pin_memory) costs milliseconds. The buffer is refilled
+        only once the previous upload from it has finished (a CUDA event; by then it has
+        normally long finished, because each step copies its results back).
+        """
+        if not (self._cuda and frames.device.type == "cpu"):
+            return frames.to(self.device)
+        count = frames.shape[0]
+        if (self._staging is None or self._staging.shape[0] < count
+                or self._staging.shape[1:] != frames.shape[1:]):
+            # a replaced buffer stays reserved until its pending copy is done (torch's
+            # pinned-memory allocator records the copy), so only refills must wait
+            rows = 1 << max(count - 1, 0).bit_length()
+            self._staging = torch.empty((rows, *frames.shape[1:]), dtype=torch.uint8,
+                                        pin_memory=True)
+        else:
+            self._staging_free.synchronize()
+        staged = self._staging[:count]
+        staged.copy_(frames)
+        uploaded = staged.to(self.device, non_blocking=True)
+        self._staging_free.record(torch.cuda.current_stream(self.device))
+        return uploaded
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The autocast context the model runs under (none on CPU)."""
@@ -241,6 +296,10 @@ class OnlineAdaFocus:
 
         frames: uint8 RGB (B, H, W, 3), numpy or tensor (any device), row i belonging
         to ``stream_ids[i]``. New ids start a stream. Returns one StepResult per row.
+
+        Without skipping the step never waits for the device until its single
+        device->host copy of all results at the end; with skipping, deciding which
+        rows need the full model after the glance costs one more wait.
         """
         frames = self._check_frames(frames, stream_ids)
         if not stream_ids:
@@ -249,53 +308,58 @@ class OnlineAdaFocus:
         for stream_id, state in zip(stream_ids, states, strict=True):
             self._states[stream_id] = state
             state.since_full += 1
-        count = len(states)
-        actions = ["full"] * count
-        fresh = torch.tensor([s.result is None for s in states], dtype=torch.bool)
-        since = torch.tensor([s.since_full for s in states])
-        confidence = torch.tensor([s.result.score if s.result else 0.0 for s in states])
+        actions = ["full"] * len(states)
         thumbs = None
         if self.skip is not None:
             thumbs = frame_thumbnails(frames)
             refs = torch.stack([s.thumb.to(t.device) if s.thumb is not None else t
                                 for s, t in zip(states, thumbs, strict=True)])
-            carry = may_carry(pixel_change(thumbs, refs), self.skip.pixel_change, confidence.to(
-                thumbs.device), self.skip.confidence, since.to(thumbs.device), self.skip.max_span)
-            for i in torch.nonzero(carry.cpu() & ~fresh).flatten().tolist():
-                actions[i] = "skip"
+            carry = self._may_carry(states, pixel_change(thumbs, refs), self.skip.pixel_change)
+            actions = ["skip" if c else "full" for c in carry]
 
-        run = [i for i in range(count) if actions[i] != "skip"]
+        run = [i for i, action in enumerate(actions) if action != "skip"]
         if run:
-            self._run(frames, run, states, actions, thumbs, confidence, since, fresh)
+            self._run(frames, run, states, actions, thumbs)
         return [self._result(state, action) for state, action in zip(states, actions, strict=True)]
 
+    def _may_carry(self, states: list[_StreamState], change: torch.Tensor,
+                   change_max: float) -> list[bool]:
+        """May these streams keep their last label (never one without a label yet)?
+        Decided on the host: the per-stream confidences and counters live there, and
+        the decision is needed there, so ``change`` crosses once."""
+        confidence = np.array([s.result.score if s.result else -1.0 for s in states], np.float32)
+        since = np.array([s.since_full for s in states])
+        labelled = np.array([s.result is not None for s in states])
+        carry = may_carry(change.float().cpu().numpy(), change_max, confidence,
+                          self.skip.confidence, since, self.skip.max_span)
+        return (carry & labelled).tolist()
+
     def _run(self, frames: torch.Tensor, run: list[int], states: list[_StreamState],
-             actions: list[str], thumbs: torch.Tensor | None, confidence: torch.Tensor,
-             since: torch.Tensor, fresh: torch.Tensor) -> None:
+             actions: list[str], thumbs: torch.Tensor | None) -> None:
         """Glance on the non-skipped rows; policy, crop, local, classifier on the rows
         that need the full model. Updates the states of the fully processed streams."""
         model = self.model
-        rows = torch.tensor(run)
-        x = self.to_input(frames[rows.to(frames.device)] if len(run) < len(states) else frames)
+        if len(run) < len(states):
+            frames = frames[torch.tensor(run, device=frames.device)]
+        x = self.to_input(frames)
         with self.autocast():
             fmap, g_pooled = model.glance_features(x)
             full = list(range(len(run)))
             if self.skip is not None:
+                g_float = g_pooled.float()
                 refs = torch.stack([states[i].glance if states[i].glance is not None else g
-                                    for i, g in zip(run, g_pooled.float(), strict=True)])
-                carry = may_carry(glance_change(g_pooled.float(), refs), self.skip.glance_change,
-                                  confidence[rows].to(self.device), self.skip.confidence,
-                                  since[rows].to(self.device), self.skip.max_span)
-                carry = (carry.cpu() & ~fresh[rows]).tolist()
+                                    for i, g in zip(run, g_float, strict=True)])
+                carry = self._may_carry([states[i] for i in run], glance_change(g_float, refs),
+                                        self.skip.glance_change)
                 for j, i in enumerate(run):
                     if carry[j]:
                         actions[i] = "glance"
                 full = [j for j in range(len(run)) if not carry[j]]
-            if not full:
-                return
-            sel = torch.tensor(full, device=self.device)
-            if len(full) < len(run):
-                x, fmap, g_pooled = x[sel], fmap[sel], g_pooled[sel]
+                if not full:
+                    return
+                if len(full) < len(run):
+                    sel = torch.tensor(full, device=self.device)
+                    x, fmap, g_pooled = x[sel], fmap[sel], g_pooled[sel]
             full_states = [states[run[j]] for j in full]
             p_hidden = torch.stack([s.policy_hidden for s in full_states])
             c_hidden = torch.stack([s.classifier_hidden for s in full_states])
@@ -304,29 +368,36 @@ class OnlineAdaFocus:
             local = model.local_features(model.crop(x, focus))
             logits, c_hidden = model.classifier_step(g_pooled, local, c_hidden)
             boxes = model.boxes(focus)
-        # one device->host copy for everything the results need
-        host = torch.cat([logits.float(), boxes.float()], dim=1).cpu()
-        p_hidden, c_hidden = policy.hidden.float(), c_hidden.float()
-        g_pooled = g_pooled.float()
-        num_classes = self.config.num_classes
-        for j, state in enumerate(full_states):
-            state.policy_hidden, state.classifier_hidden = p_hidden[j], c_hidden[j]
-            state.logits = host[j, :num_classes]
-            state.result = self._label(state.logits, tuple(host[j, num_classes:].tolist()))
-            state.glance = g_pooled[j]
-            if thumbs is not None:
-                state.thumb = thumbs[run[full[j]]]
-            state.since_full = 0
+        self._store(full_states, [run[j] for j in full], thumbs, logits.float(), boxes.float(),
+                    policy.hidden.float(), c_hidden.float(), g_pooled.float())
 
-    def _label(self, logits: torch.Tensor, patch: tuple[float, ...]) -> StepResult:
-        probs = logits.softmax(-1)
-        top = probs.topk(self.top_k)
+    def _store(self, states: list[_StreamState], rows: list[int], thumbs: torch.Tensor | None,
+               logits: torch.Tensor, boxes: torch.Tensor, p_hidden: torch.Tensor,
+               c_hidden: torch.Tensor, g_pooled: torch.Tensor) -> None:
+        """Keep the new recurrent states (on the device) and build the results from ONE
+        device->host copy: softmax and top-k run batched on the device, and the host
+        reads plain Python numbers instead of running small tensor ops per stream."""
+        num_classes, k = self.config.num_classes, self.top_k
+        top = logits.softmax(-1).topk(k)
+        host = torch.cat([logits, boxes, top.values, top.indices.float()], dim=1).cpu()
         names = self._class_names
-        topk = [(names[k], float(p)) for p, k in zip(top.values, top.indices, strict=True)]
-        class_id = int(top.indices[0])
-        return StepResult(class_id=class_id, label=names[class_id], score=topk[0][1], topk=topk,
-                          patch=patch, skipped=False, action="full", gflops=0.0,
-                          gflops_full=self.gflops["local_full"])
+        # unbind: all per-stream views in one call instead of one indexing op per stream
+        for state, values, logit_row, p_row, c_row, g_row in zip(
+                states, host.tolist(), host[:, :num_classes].unbind(), p_hidden.unbind(),
+                c_hidden.unbind(), g_pooled.unbind(), strict=True):
+            state.policy_hidden, state.classifier_hidden = p_row, c_row
+            state.glance, state.logits = g_row, logit_row
+            scores = values[num_classes + 4:num_classes + 4 + k]
+            classes = [int(c) for c in values[num_classes + 4 + k:]]
+            state.result = StepResult(
+                class_id=classes[0], label=names[classes[0]], score=scores[0],
+                topk=[(names[c], p) for c, p in zip(classes, scores, strict=True)],
+                patch=tuple(values[num_classes:num_classes + 4]), skipped=False, action="full",
+                gflops=0.0, gflops_full=self.gflops["local_full"])
+            state.since_full = 0
+        if thumbs is not None:
+            for state, row in zip(states, rows, strict=True):
+                state.thumb = thumbs[row]
 
     def _result(self, state: _StreamState, action: str) -> StepResult:
         signal = self.gflops["skip_signal"] if self.skip is not None else 0.0

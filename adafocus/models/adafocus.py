@@ -137,12 +137,18 @@ class AdaFocus(nn.Module):
         return self.focus_from_cells(cells)
 
     def focus_from_cells(self, cells: torch.Tensor) -> Focus:
-        """V1: grid cell indices (N,) -> Focus with exact integer origins."""
+        """V1: grid cell indices (N,) -> Focus with exact integer origins.
+
+        The spans are Python numbers, not a tensor made on the fly: creating a CUDA
+        tensor from host data would make the host wait for the GPU mid-step.
+        """
         cfg = self.config
         origins = grid_origins(cells, cfg.policy_grid, cfg.frame_size, cfg.patch_size)
-        span = origins.new_tensor([cfg.frame_size[1] - cfg.patch_size,
-                                   cfg.frame_size[0] - cfg.patch_size]).clamp(min=1)
-        return Focus(location=origins.float() / span, cells=cells, origins=origins)
+        span_x = max(cfg.frame_size[1] - cfg.patch_size, 1)
+        span_y = max(cfg.frame_size[0] - cfg.patch_size, 1)
+        location = torch.stack([origins[:, 0].float() / span_x, origins[:, 1].float() / span_y],
+                               dim=1)
+        return Focus(location=location, cells=cells, origins=origins)
 
     def crop(self, frames: torch.Tensor, focus: Focus) -> torch.Tensor:
         """Batched crop of the full-resolution frames (N, 3, H, W) -> (N, 3, P, P)."""

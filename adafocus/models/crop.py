@@ -55,10 +55,15 @@ def crop_bilinear(frames: torch.Tensor, location: torch.Tensor, patch: int) -> t
 
 def patch_boxes(location: torch.Tensor, frame_size: tuple[int, int], patch: int,
                 origins: torch.Tensor | None = None) -> torch.Tensor:
-    """(N, 4) boxes (x0, y0, x1, y1) normalised to 0..1 of the frame."""
+    """(N, 4) boxes (x0, y0, x1, y1) normalised to 0..1 of the frame.
+
+    Only Python scalars enter the arithmetic (no tensor made from host data, which on
+    CUDA would make the host wait for the GPU)."""
     height, width = frame_size
     if origins is None:
-        origins = location.float() * location.new_tensor([width - patch, height - patch]).float()
-    x0 = origins[:, 0].float() / width
-    y0 = origins[:, 1].float() / height
+        x0 = location[:, 0].float() * (width - patch) / width
+        y0 = location[:, 1].float() * (height - patch) / height
+    else:
+        x0 = origins[:, 0].float() / width
+        y0 = origins[:, 1].float() / height
     return torch.stack([x0, y0, x0 + patch / width, y0 + patch / height], dim=1)
