@@ -1,0 +1,127 @@
+"""`train(config)`: every stage of one training run, resumable, then calibration and
+the two output files (the checkpoint and its `.compare.pt`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from adafocus.checkpoint import IMAGENET_NORMALIZATION, save_checkpoint
+from adafocus.data.streams import SequenceDataset
+from adafocus.models import AdaFocus
+from adafocus.online import resolve_device
+from adafocus.train import stages
+from adafocus.train.baselines import FullFrame, GlanceOnly
+from adafocus.train.calibrate import calibrate_model
+from adafocus.train.comparisons import METHODS, method_gflops, save_comparisons
+from adafocus.train.config import TrainConfig, model_config, to_dict
+from adafocus.train.data import batch_sampler, object_crop_sampler, sequences, sources
+from adafocus.train.loop import StageContext
+from adafocus.train.state import RunState, seed_step
+
+NORMALIZATION = IMAGENET_NORMALIZATION
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    comparisons: Path
+    shipped: str
+    seconds: float
+    stages: dict[str, dict[str, Any]]
+
+
+def state_path(cfg: TrainConfig, checkpoint: Path) -> Path:
+    root = Path(cfg.output.state_dir) if cfg.output.state_dir else checkpoint.with_name(
+        checkpoint.name + ".state")
+    return root / "state.pt"
+
+
+def train(cfg: TrainConfig, *, device: str = "cpu", output: str | Path | None = None,
+          restart: bool = False, progress: bool = True, log=print) -> TrainResult:
+    """Train baselines, AdaFocus V1 (3 stages) and V2 on causal sequences, calibrate
+    skipping for every model, and write the checkpoint (the better variant, or
+    `cfg.ship`) plus its comparison file. Resumes from the state file when present
+    (same config required) unless `restart`."""
+    began = time.perf_counter()
+    dev = resolve_device(device)
+    checkpoint = Path(output) if output is not None else Path(cfg.output.checkpoint)
+    v1_cfg, v2_cfg = model_config(cfg, "v1"), model_config(cfg, "v2")
+    torch.manual_seed(cfg.seed)
+    models: dict[str, torch.nn.Module] = {
+        "glance_only": GlanceOnly(v1_cfg), "full_frame": FullFrame(v1_cfg),
+        "v1": AdaFocus(v1_cfg), "random_patch": AdaFocus(v1_cfg), "v2": AdaFocus(v2_cfg)}
+    for m in models.values():
+        m.to(dev)
+
+    run = RunState(state_path(cfg, checkpoint), to_dict(cfg), models)
+    if restart and run.path.exists():
+        run.path.unlink()
+    if run.load():
+        log(f"resuming from {run.path} (finished: {', '.join(run.done) or 'none'})")
+
+    train_source, val_source, class_names = sources(cfg.data, v1_cfg.frame_size)
+    sample = batch_sampler(train_source, cfg.data, cfg.seed, dev, NORMALIZATION)
+    ctx = StageContext(run, cfg.seed, sample, cfg.output.save_every, progress, log)
+    if cfg.pretrain.steps:
+        p = cfg.pretrain
+        crops = object_crop_sampler(train_source, v1_cfg.patch_size, p.jitter, p.batch_size,
+                                    cfg.seed, dev, NORMALIZATION)
+        stages.pretrain_local(dataclasses.replace(ctx, sample=crops), models["v1"], p)
+    stages.train_baseline(ctx, "baseline.glance", models["glance_only"], cfg.baselines.glance)
+    stages.train_baseline(ctx, "baseline.full", models["full_frame"], cfg.baselines.full,
+                          init_from=models["v1"].local)
+    stages.v1_warmup(ctx, models["v1"], models["glance_only"], cfg.v1.warmup)
+    if not run.is_done("v1.snapshot"):  # stage-1 weights = the random/centre-patch model
+        models["random_patch"].load_state_dict(models["v1"].state_dict())
+        run.finish("v1.snapshot", {})
+    stages.v1_ppo(ctx, models["v1"], cfg.v1.ppo)
+    stages.v1_finetune(ctx, models["v1"], cfg.v1.finetune)
+    stages.v2_train(ctx, models["v2"], models["random_patch"], cfg.v2)
+
+    results = _calibrate_all(cfg, run, models, val_source, dev, log)
+    shipped = cfg.ship
+    if shipped == "best":
+        shipped = max(("v1", "v2"), key=lambda m: results[m]["accuracy"])
+    seconds = time.perf_counter() - began
+    summary = {"config": to_dict(cfg), "stages": run.done, "shipped": shipped,
+               "validation_accuracy": {m: r["accuracy"] for m, r in results.items()},
+               "data": {"source": cfg.data.source, "train_scenes": cfg.data.train_scenes,
+                        "fps": cfg.data.fps, "seq_len": cfg.data.seq_len,
+                        "max_gap": cfg.data.max_gap, "gap_mode": cfg.data.gap_mode},
+               "device": str(dev), "threads": torch.get_num_threads(), "seconds": seconds}
+    save_checkpoint(checkpoint, models[shipped], class_names,
+                    normalization=NORMALIZATION,
+                    skip_calibration=results[shipped]["calibration"], training=summary)
+    others = {k: v for k, v in models.items() if k != shipped}
+    compare = save_comparisons(checkpoint.with_name(f"{checkpoint.stem}.compare.pt"), others,
+                               {m: r for m, r in results.items() if m != shipped}, shipped)
+    log(f"wrote {checkpoint} ({shipped}) and {compare} in {seconds:.0f} s")
+    return TrainResult(checkpoint, compare, shipped, seconds, dict(run.done))
+
+
+def _calibrate_all(cfg: TrainConfig, run: RunState, models: dict[str, torch.nn.Module],
+                   val_source, dev: torch.device, log) -> dict[str, dict[str, Any]]:
+    """Skip calibration + every-frame validation accuracy of every method, on the same
+    validation streams at the pipeline's own rate (every frame)."""
+    if run.is_done("calibration"):
+        return run.done["calibration"]
+    c = cfg.calibration
+    val = SequenceDataset(val_source, c.seq_len, max_gap=1, change_fraction=1.0, seed=cfg.seed)
+    frames, labels = sequences(val, 0, c.sequences)
+    results = {}
+    for method, (name, source) in METHODS.items():
+        model = models[name]
+        seed_step(cfg.seed, f"calibration.{method}", 0)
+        results[method] = calibrate_model(model, frames, labels, NORMALIZATION, dev,
+                                          method_gflops(model, source), c.budgets, source)
+        log(f"calibrated {method}: every-frame validation accuracy "
+            f"{results[method]['accuracy']:.3f}")
+    run.finish("calibration", results)
+    return results
+

@@ -1,0 +1,171 @@
+"""The training stages, in the order the runner chains them.
+
+0. f_L pretraining on patches around the digit (our stand-in for the ImageNet
+   weights the papers start from), then the baselines (the reference's stage 0):
+   f_G + classifier head on the glance
+   (glance-only) and f_L + head on the whole frame (full-frame). They are the
+   evaluation baselines and initialise f_G / f_L of V1 and V2.
+V1 (AdaFocus, ICCV 2021):
+   1. warm-up: f_L and f_C on random patches, f_G frozen;
+   2. PPO: the grid policy alone, reward p(y | chosen) - p(y | random patch);
+   3. fine-tune f_L and f_C with the learned policy fixed (argmax).
+V2 (AdaFocusV2, CVPR 2022): everything end to end through the differentiable
+   crop, every batch also run with random patches, auxiliary CE heads on f_G and
+   f_L, reference LR multipliers.
+
+Every loss is a cross-entropy on EVERY step of a causal sequence whose label
+may change mid-sequence, so the recurrent state learns to follow changes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from adafocus.models import AdaFocus
+from adafocus.train.baselines import _Baseline
+from adafocus.train.config import PPOSection, StageSection, V2Section
+from adafocus.train.loop import Batch, StageContext, Update, run_stage, trainable
+from adafocus.train.ppo import discounted_returns, normalise, ppo_loss
+
+IGNORE = -1
+
+
+def sequence_ce(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean cross-entropy over every (sequence, step) with a label."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE)
+
+
+def accuracy(logits: Tensor, labels: Tensor) -> float:
+    mask = labels != IGNORE
+    if not mask.any():
+        return 0.0
+    return float((logits.argmax(-1) == labels)[mask].float().mean())
+
+
+def _freeze(*modules: nn.Module) -> None:
+    """Frozen parts run in eval mode (BN statistics fixed) without gradients."""
+    for m in modules:
+        m.eval()
+        m.requires_grad_(False)
+
+
+def pretrain_local(ctx: StageContext, model: AdaFocus, section: StageSection
+                   ) -> dict[str, float]:
+    """f_L + its auxiliary head as a patch classifier; `ctx.sample` gives object patches."""
+    def step(batch: Batch, update: Update) -> dict[str, float]:
+        model.local.train()
+        logits = model.local_head(model.local_features(batch.frames[:, 0]))
+        loss = F.cross_entropy(logits, batch.labels[:, 0])
+        update(loss)
+        return {"loss": loss.item(), "acc": accuracy(logits.detach()[:, None], batch.labels)}
+
+    return run_stage(ctx, "pretrain.local", section,
+                     [{"params": trainable(model.local, model.local_head)}], step)
+
+
+def train_baseline(ctx: StageContext, name: str, model: _Baseline,
+                   section: StageSection, init_from: nn.Module | None = None
+                   ) -> dict[str, float]:
+    """`init_from`: a backbone whose weights start this baseline's (f_L pretraining)."""
+    def start() -> None:
+        if init_from is not None:
+            model.backbone.load_state_dict(init_from.state_dict())
+
+    def step(batch: Batch, update: Update) -> dict[str, float]:
+        model.train()
+        logits = model.forward_clip(batch.frames)
+        loss = sequence_ce(logits, batch.labels)
+        update(loss)
+        return {"loss": loss.item(), "acc": accuracy(logits.detach(), batch.labels)}
+
+    return run_stage(ctx, name, section, [{"params": trainable(model)}], step, on_start=start)
+
+
+def v1_warmup(ctx: StageContext, model: AdaFocus, glance: _Baseline,
+              section: StageSection) -> dict[str, float]:
+    """f_G from the glance-only baseline (frozen); f_L as pretrained."""
+    def start() -> None:
+        model.glance.load_state_dict(glance.backbone.state_dict())
+
+    def step(batch: Batch, update: Update) -> dict[str, float]:
+        model.train()
+        _freeze(model.glance, model.policy)
+        out = model.forward_clip(batch.frames, "random")
+        loss = sequence_ce(out.logits, batch.labels)
+        update(loss)
+        return {"loss": loss.item(), "acc": accuracy(out.logits.detach(), batch.labels)}
+
+    groups = [{"params": trainable(model.local, model.classifier)}]
+    return run_stage(ctx, "v1.warmup", section, groups, step, on_start=start)
+
+
+def v1_ppo(ctx: StageContext, model: AdaFocus, section: PPOSection) -> dict[str, float]:
+    """Policy only; f_G, f_L, f_C fixed (eval mode). One rollout of the whole
+    sequence per batch (sampled cells), then `epochs` PPO updates on it."""
+
+    def step(batch: Batch, update: Update) -> dict[str, float]:
+        _freeze(model)
+        model.policy.train()
+        with torch.no_grad():
+            out = model.forward_clip(batch.frames, "policy", sample=True, random_baseline=True)
+        labels = batch.labels.clamp(min=0)  # unlabelled steps: reward masked below
+        mask = (batch.labels != IGNORE).float()
+        rewards = model.ppo_rewards(out, labels) * mask
+        returns = normalise(discounted_returns(rewards, section.gamma))
+        model.policy.requires_grad_(True)
+        for _ in range(section.epochs):
+            log_prob, value, entropy = model.evaluate_actions(out.glance_maps, out.cells)
+            parts = ppo_loss(log_prob, out.log_probs, value, returns, entropy, clip=section.clip,
+                             value_coef=section.value_coef, entropy_coef=section.entropy_coef)
+            update(parts.loss)
+        return {"reward": float(rewards.sum() / mask.sum().clamp(min=1)),
+                "acc": accuracy(out.logits, batch.labels), "entropy": parts.entropy.item()}
+
+    groups = [{"params": list(model.policy.parameters())}]
+    return run_stage(ctx, "v1.ppo", section, groups, step)
+
+
+def v1_finetune(ctx: StageContext, model: AdaFocus, section: StageSection) -> dict[str, float]:
+    def step(batch: Batch, update: Update) -> dict[str, float]:
+        model.train()
+        _freeze(model.glance, model.policy)
+        out = model.forward_clip(batch.frames, "policy")
+        loss = sequence_ce(out.logits, batch.labels)
+        update(loss)
+        return {"loss": loss.item(), "acc": accuracy(out.logits.detach(), batch.labels)}
+
+    groups = [{"params": trainable(model.local, model.classifier)}]
+    return run_stage(ctx, "v1.finetune", section, groups, step)
+
+
+def v2_train(ctx: StageContext, model: AdaFocus, init_from: AdaFocus,
+             section: V2Section) -> dict[str, float]:
+    """End to end. Starts from the V1 warm-up's f_G, f_L, f_C (our stand-in for the
+    ImageNet-pretrained backbones the V2 paper starts from); the policy is new."""
+
+    def start() -> None:
+        state = {k: v for k, v in init_from.state_dict().items() if not k.startswith("policy.")}
+        model.load_state_dict(state, strict=False)
+
+    def loss_of(out, labels: Tensor) -> Tensor:
+        return (sequence_ce(out.logits, labels) + sequence_ce(out.glance_logits, labels)
+                + sequence_ce(out.local_logits, labels))
+
+    def step(batch: Batch, update: Update) -> dict[str, float]:
+        model.train()
+        out = model.forward_clip(batch.frames, "policy")
+        rand = model.forward_clip(batch.frames, "random")
+        loss = 0.5 * (loss_of(out, batch.labels) + loss_of(rand, batch.labels))
+        update(loss)
+        return {"loss": loss.item(), "acc": accuracy(out.logits.detach(), batch.labels)}
+
+    groups = [
+        {"params": trainable(model.glance), "lr_mult": section.lr_glance},
+        {"params": trainable(model.policy), "lr_mult": section.lr_policy},
+        {"params": trainable(model.local, model.local_head)},
+        {"params": trainable(model.classifier, model.glance_head),
+         "lr_mult": section.lr_classifier},
+    ]
+    return run_stage(ctx, "v2.train", section.train, groups, step, on_start=start)

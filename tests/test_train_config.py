@@ -1,0 +1,57 @@
+"""A bad train config fails up front, naming the key and the problem (library and CLI)."""
+
+import subprocess
+import sys
+
+import pytest
+
+from adafocus.train import TrainConfigError, load_train_config, parse_train_config
+from adafocus.train.config import model_config
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"v1": {"ppo": {"clip": 2.0}}}, "v1.ppo.clip: must be in (0, 1), got 2.0"),
+    ({"data": {"batch_size": "16"}}, "data.batch_size: expected an integer, got '16'"),
+    ({"data": {"sorce": "moving_digits"}}, "data.sorce: unknown key"),
+    ({"data": {"source": "folder"}}, "data.root: is required when data.source is folder"),
+    ({"calibration": {"budgets": [0.3, 1.5]}}, "calibration.budgets: every budget must be in"),
+    ({"model": {"overrides": {"patch_sise": 32}}}, "model: unknown AdaFocusConfig fields"),
+    ({"model": {"overrides": {"patch_size": 4096}}}, "patch_size: 4096 does not fit"),
+    ({"ship": "v3"}, "ship: must be best, v1 or v2"),
+    ({"v2": {"train": {"steps": -1}}}, "v2.train.steps: must be >= 0"),
+    ({"data": {"source": "folder", "root": "x"}, "pretrain": {"steps": 10}},
+     "pretrain.steps: must be 0 unless data.source is moving_digits"),
+])
+def test_bad_values_are_rejected_with_the_key_path(raw, message):
+    with pytest.raises(TrainConfigError) as err:
+        parse_train_config(raw)
+    assert message in str(err.value)
+
+
+def test_shipped_config_is_valid_and_overrides_become_model_fields():
+    cfg = load_train_config("adafocus/configs/digits-tiny.yaml")
+    v2 = model_config(cfg, "v2")
+    assert v2.policy == "v2" and v2.local_strides == (2, 2, 2, 2)
+
+
+def test_unreadable_and_malformed_files_name_the_file(tmp_path):
+    with pytest.raises(TrainConfigError, match="cannot read train config"):
+        load_train_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(TrainConfigError, match=r"bad\.yaml: not valid YAML"):
+        load_train_config(bad)
+    top = tmp_path / "list.yaml"
+    top.write_text("- 1\n- 2\n")
+    with pytest.raises(TrainConfigError, match="config: expected a mapping"):
+        load_train_config(top)
+
+
+def test_cli_train_reports_a_bad_config_without_a_traceback(tmp_path):
+    bad = tmp_path / "train.yaml"
+    bad.write_text("v1:\n  ppo:\n    gamma: 1.5\n")
+    proc = subprocess.run([sys.executable, "-m", "stream.cli", "train", str(bad)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "v1.ppo.gamma: must be in [0, 1], got 1.5" in proc.stderr
+    assert "Traceback" not in proc.stderr
