@@ -13,7 +13,15 @@ import sys
 from collections.abc import Sequence
 
 # name -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("stream.run", "Run the pipeline described by a config file until SIGINT/SIGTERM."),
+    "demo": ("stream.demo", "Run the pipeline on synthetic digit cameras and watch it live."),
+    "proxy": ("stream.proxy", "Fan the PUB sockets of many workers into one endpoint."),
+    "subscribe": ("stream.subscribe", "Print results (and events) live from a publisher."),
+    "bench": ("stream.bench.main", "Measure real-time streams served vs the full-frame network."),
+    "train": ("stream.train_cmd", "Train AdaFocus and its baselines from a train config."),
+    "eval": ("stream.eval_cmd", "Compare AdaFocus with its baselines online on test streams."),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""GET /metrics and GET /healthz, served from the supervisor process.
+"""GET /metrics, /healthz and /livez, served from the supervisor process.
 
 /metrics aggregates every process's metric files (client_python multiprocess
 mode), building the registry per request as client_python documents, so values
@@ -6,6 +6,11 @@ of children that started after the server are included. /healthz answers from
 a `HealthState` the supervisor keeps current: 200 when every stream is up and
 the worker ticked within its hang timeout, 503 otherwise, with a JSON body that
 names what is not healthy (for people and for Kubernetes probes alike).
+
+/livez is the liveness half of that: 200 while the worker ticks within its hang
+timeout, whatever the streams do. A camera that is down is the camera's
+problem; restarting the pipeline (a liveness failure) would stop every other
+stream too and bring that one back no sooner. Readiness uses /healthz.
 
 The server is a ThreadingHTTPServer in one thread with an explicit lifetime:
 `start()` binds (port 0 picks a free port), `close()` stops it and frees the
@@ -66,15 +71,6 @@ class HealthState:
                 for sid in stream_ids
             }
 
-    def set_streams(self, stream_ids: Iterable[str]) -> None:
-        """The supervisor's stream list changed (config reload): new streams start
-        `connecting`, removed ones stop counting, the others keep their state."""
-        with self._lock:
-            self._streams = {
-                sid: self._streams.get(sid, {"state": "connecting", "detail": ""})
-                for sid in stream_ids
-            }
-
     def on_event(self, payload: dict[str, Any]) -> None:
         """The Forwarder's `on_event` callback: a decoded `event.*` payload."""
         self.set_stream(payload["stream"], payload["state"], payload.get("detail", ""))
@@ -84,8 +80,20 @@ class HealthState:
         with self._lock:
             self._last_tick = self._clock() if at is None else at
 
+    def _worker(self, last_tick: float | None) -> tuple[list[str], dict[str, Any]]:
+        """(problems, the body's `worker` part) from the last tick time."""
+        age = None if last_tick is None else max(0.0, self._clock() - last_tick)
+        problems = []
+        if age is None:
+            problems.append("worker has not ticked yet")
+        elif age > self.hang_timeout_s:
+            problems.append(
+                f"worker last ticked {age:.1f} s ago (hang timeout {self.hang_timeout_s:g} s)"
+            )
+        return problems, {"last_tick_age_s": age, "hang_timeout_s": self.hang_timeout_s}
+
     def report(self) -> tuple[bool, dict[str, Any]]:
-        """(healthy, JSON-ready body)."""
+        """(healthy, JSON-ready body): every stream up and the worker ticking."""
         with self._lock:
             streams = {sid: dict(s) for sid, s in self._streams.items()}
             last_tick = self._last_tick
@@ -94,20 +102,17 @@ class HealthState:
             for sid, s in streams.items()
             if s["state"] != "up"
         ]
-        age = None if last_tick is None else max(0.0, self._clock() - last_tick)
-        if age is None:
-            problems.append("worker has not ticked yet")
-        elif age > self.hang_timeout_s:
-            problems.append(
-                f"worker last ticked {age:.1f} s ago (hang timeout {self.hang_timeout_s:g} s)"
-            )
-        body = {
-            "healthy": not problems,
-            "problems": problems,
-            "streams": streams,
-            "worker": {"last_tick_age_s": age, "hang_timeout_s": self.hang_timeout_s},
-        }
+        worker_problems, worker = self._worker(last_tick)
+        problems += worker_problems
+        body = {"healthy": not problems, "problems": problems, "streams": streams, "worker": worker}
         return not problems, body
+
+    def liveness(self) -> tuple[bool, dict[str, Any]]:
+        """(alive, JSON-ready body): the worker ticking, streams ignored."""
+        with self._lock:
+            last_tick = self._last_tick
+        problems, worker = self._worker(last_tick)
+        return not problems, {"alive": not problems, "problems": problems, "worker": worker}
 
 
 class _Server(ThreadingHTTPServer):
@@ -132,12 +137,13 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/metrics":
             encoder, content_type = choose_encoder(self.headers.get("Accept"))
             self._reply(HTTPStatus.OK, content_type, encoder(self.server.registry()))
-        elif path == "/healthz":
-            healthy, body = self.server.health.report()
-            status = HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE
+        elif path in ("/healthz", "/livez"):
+            health = self.server.health
+            good, body = health.report() if path == "/healthz" else health.liveness()
+            status = HTTPStatus.OK if good else HTTPStatus.SERVICE_UNAVAILABLE
             self._reply(status, "application/json", json.dumps(body).encode())
         else:
-            self._reply(HTTPStatus.NOT_FOUND, "text/plain", b"try /metrics or /healthz\n")
+            self._reply(HTTPStatus.NOT_FOUND, "text/plain", b"try /metrics, /healthz or /livez\n")
 
     def _reply(self, status: HTTPStatus, content_type: str, body: bytes) -> None:
         self.send_response(status)
@@ -152,7 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class MetricsServer:
-    """/metrics and /healthz on host:port in a background thread."""
+    """/metrics, /healthz and /livez on host:port in a background thread."""
 
     def __init__(
         self,

@@ -5,19 +5,27 @@ after `PROMETHEUS_MULTIPROC_DIR` is set; client_python then writes the values to
 per-process files that the supervisor's HTTP endpoint aggregates. The metrics
 are created with `registry=None` so nothing hides in the global default registry.
 Stream ids are labels; URIs never are (they may carry credentials).
+
+Children name their files by role, not PID (`use_process_identifier`): see there.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
 
 PREFIX = "adafocus_"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+WORKER_IDENTIFIER = "worker"
+
+# Becomes part of file names (`counter_<identifier>.db`): no "/", no leading dot, and
+# no "_", which client_python splits the names on when it reads them back.
+_IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,79}")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.12, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
 INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28)
@@ -34,7 +42,7 @@ class PipelineMetrics:
         self.frames_decoded = counter("frames_decoded", "Frames decoded by producers.", ("stream",))
         self.frames_dropped = counter(
             "frames_dropped",
-            "Frames lost before inference (ring overwrite, stale, decode error).",
+            "Frames or labels lost (ring overwrite, stale, decode error, publish backpressure).",
             ("stream", "reason"),
         )
         self.frames_processed = counter(
@@ -118,6 +126,36 @@ def multiprocess_registry() -> CollectorRegistry:
     return registry
 
 
-def mark_process_dead(pid: int) -> None:
-    """Tell client_python a child exited so its live gauges stop counting."""
-    multiprocess.mark_process_dead(pid)
+def producer_identifier(slot: int) -> str:
+    """The metrics identifier of the producer in `slot` (see `use_process_identifier`)."""
+    return f"producer-{slot}"
+
+
+def use_process_identifier(identifier: str) -> None:
+    """Name this process's metric files `<type>_<identifier>.db` instead of by PID.
+
+    Why: client_python keys multiprocess files by PID by default, so every
+    restarted or reloaded child left a new set behind (~192 KiB per producer
+    start) and the directory grew without bound. A child named by its role
+    ("worker", "producer-<slot>") reopens its predecessor's files instead, and
+    since a value starts from what its file holds, counters continue where they
+    stopped: totals stay exact and never go backwards.
+
+    client_python's one rule for identifiers: no two live processes may share
+    one. The supervisor guarantees it by starting a replacement only after it
+    has reaped the old process, and by giving each concurrent producer its own
+    slot. The names are unique within one pipeline only, so each pipeline needs
+    its own directory (it already did: the supervisor empties it at start).
+    Call at the very start of the child, before any metric is created.
+    """
+    if not _IDENTIFIER.fullmatch(identifier):
+        raise ValueError(
+            f"metrics process identifier must match {_IDENTIFIER.pattern}, got {identifier!r}"
+        )
+    values.ValueClass = values.MultiProcessValue(process_identifier=lambda: identifier)
+
+
+def mark_process_dead(identifier: int | str) -> None:
+    """Tell client_python a child (by PID or by `use_process_identifier` name)
+    exited, so its live gauges stop counting."""
+    multiprocess.mark_process_dead(identifier)

@@ -106,16 +106,24 @@ class Process:
 
 
 class Pipeline(Process):
-    """`adafocus-stream run --config PATH` with its own metrics directory."""
+    """`adafocus-stream run --config PATH [ARGS]` with its own metrics directory
+    (and `env` added to the environment)."""
 
-    def __init__(self, config: Path, workdir: Path, name: str) -> None:
+    def __init__(
+        self,
+        config: Path,
+        workdir: Path,
+        name: str,
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         spec = yaml.safe_load(config.read_text())
         self.metrics_url = f"http://{spec['metrics']['bind']}"
         self.publish = spec["publish"]["bind"]
         super().__init__(
-            [sys.executable, "-m", "stream.cli", "run", "--config", str(config)],
+            [sys.executable, "-m", "stream.cli", "run", "--config", str(config), *args],
             workdir / f"{name}.log",
-            env={"PROMETHEUS_MULTIPROC_DIR": str(workdir / f"{name}-metrics")},
+            env={"PROMETHEUS_MULTIPROC_DIR": str(workdir / f"{name}-metrics"), **(env or {})},
         )
 
     def wait_serving(self, timeout_s: float) -> dict[str, Any]:

@@ -160,6 +160,9 @@ def test_services_podmonitor_and_probes_point_at_real_pods_and_ports() -> None:
                     assert port is None or port in ports, f"{probe} uses unknown port {port}"
     (monitor,) = by_kind(docs, "PodMonitor")
     (worker,) = by_kind(docs, "StatefulSet")
+    probes = worker["spec"]["template"]["spec"]["containers"][0]
+    assert probes["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert probes["readinessProbe"]["httpGet"]["path"] == "/healthz"
     labels = worker["spec"]["template"]["metadata"]["labels"]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
     worker_ports = {p["name"] for c in containers(worker) for p in c.get("ports", [])}
@@ -289,7 +292,7 @@ def test_dockerfile_copies_existing_files_and_runs_non_root(dockerfile: Path) ->
     last_run = max(i for i, (word, _) in enumerate(rows) if word == "RUN")
     assert last_run < [i for i, (word, _) in enumerate(rows) if word == "USER"][-1]
     healthcheck = next(rest for word, rest in rows if word == "HEALTHCHECK")
-    assert "/healthz" in healthcheck
+    assert "/livez" in healthcheck  # liveness: a camera that is down must not fail it
     assert json.loads(next(rest for word, rest in rows if word == "ENTRYPOINT")) == [
         "adafocus-stream"
     ]

@@ -1,5 +1,6 @@
 """GET /metrics aggregates every process; GET /healthz follows stream events and
-the worker's ticks; the server frees its port on close."""
+the worker's ticks, GET /livez only the worker's ticks; the server frees its port
+on close."""
 
 from __future__ import annotations
 
@@ -37,8 +38,8 @@ def get(url: str) -> tuple[int, str]:
             return error.code, error.read().decode()
 
 
-def healthz(server: MetricsServer) -> tuple[int, dict[str, Any]]:
-    status, body = get(server.url + "/healthz")
+def healthz(server: MetricsServer, path: str = "/healthz") -> tuple[int, dict[str, Any]]:
+    status, body = get(server.url + path)
     return status, json.loads(body)
 
 
@@ -110,6 +111,26 @@ def test_healthz_flips_between_200_and_503(server: MetricsServer, health: Health
     status, body = healthz(server)
     assert status == 503 and len(body["problems"]) == 1
     assert body["problems"][0].startswith("worker last ticked")
+
+
+def test_livez_follows_the_worker_whatever_the_streams_do(
+    server: MetricsServer, health: HealthState
+) -> None:
+    status, body = healthz(server, "/livez")
+    assert (status, body["alive"], body["problems"]) == (503, False, ["worker has not ticked yet"])
+
+    health.set_stream("cam-1", "down", "not a video")  # cam-2 still connecting
+    health.worker_ticked()
+    status, body = healthz(server, "/livez")
+    assert (status, body["problems"]) == (200, [])
+    assert body["worker"]["hang_timeout_s"] == 0.3
+    assert healthz(server)[0] == 503  # not ready, yet alive
+
+    time.sleep(0.5)  # longer than the 0.3 s hang timeout, with no tick
+    status, body = healthz(server, "/livez")
+    assert status == 503 and body["problems"][0].startswith("worker last ticked")
+    health.worker_ticked()
+    assert healthz(server, "/livez")[0] == 200
 
 
 def test_reload_keeps_known_streams_and_waits_for_new_ones(

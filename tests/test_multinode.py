@@ -1,11 +1,16 @@
 """Scale-out on one machine: two real pipelines (shards 0/2 and 1/2) over the same
 four streams, one of them a real RTSP camera, and the proxy in front of them.
-A subscriber on the proxy sees every stream, each from exactly one worker, and
-killing one worker (its whole process group, as when a node dies) stops only its
-streams while the proxy keeps serving the other's."""
+Both read one config that does not shard (as every StatefulSet pod reads one
+ConfigMap): one worker gets its shard from `--shard 0/2`, the other from the
+environment as a Kubernetes pod does (ADAFOCUS_SHARD_COUNT and the hostname
+ordinal). A subscriber on the proxy sees every stream, each from exactly one
+worker; a SIGHUP reload keeps each worker's shard; and killing one worker (its
+whole process group, as when a node dies) stops only its streams while the
+proxy keeps serving the other's."""
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -40,6 +45,28 @@ def pick_streams(rtsp_id: str) -> dict[int, list[str]]:
             shards[shard_of(sid, 2)].append(sid)
     assert all(len(ids) == 2 for ids in shards.values())
     return shards
+
+
+# The same shard 1/2 the way Kubernetes gives it: the count in the pod spec, the
+# index in the StatefulSet pod's hostname (an ambient ADAFOCUS_SHARD_INDEX is blanked).
+SHARD_SOURCES = {
+    0: {"args": ("--shard", "0/2"), "env": {}},
+    1: {
+        "args": (),
+        "env": {
+            "ADAFOCUS_SHARD_COUNT": "2",
+            "ADAFOCUS_SHARD_INDEX": "",
+            "HOSTNAME": "adafocus-worker-1",
+        },
+    },
+}
+
+
+def wait_for_log(worker: Pipeline, text: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in worker.log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, f"no {text!r} in the log:\n{worker.log_tail()}"
+        time.sleep(0.1)
 
 
 def collect(sub: zmq.Socket, seconds: float, until: set[str] | None = None) -> dict[str, int]:
@@ -91,9 +118,8 @@ def test_two_shards_behind_a_proxy_serve_every_stream_once_and_survive_a_dead_wo
             streams,
             pub_port=free_port(),
             metrics_port=free_port(),
-            shard=(index, 2),
-        )
-        workers.append(Pipeline(config, tmp_path, f"worker-{index}"))
+        )  # no shard section: 0/1, every stream, unless the shard comes from elsewhere
+        workers.append(Pipeline(config, tmp_path, f"worker-{index}", **SHARD_SOURCES[index]))
         processes.append(workers[-1])
     proxy_port = free_port()
     proxy = Process(
@@ -130,6 +156,14 @@ def test_two_shards_behind_a_proxy_serve_every_stream_once_and_survive_a_dead_wo
     for index, sub in enumerate(direct):
         own = collect(sub, 20, until=set(shards[index]))
         assert own.keys() == set(shards[index]), f"worker {index} published {own}"
+    wait_for_log(workers[0], "serving shard 0/2 (from --shard)")
+    wait_for_log(workers[1], "serving shard 1/2 (from the environment)")
+
+    # A reload re-reads the streams, not the shard: the file's 0/1 would add the others'.
+    for w in workers:
+        w.proc.send_signal(signal.SIGHUP)
+    for w in workers:
+        wait_for_log(w, "reload: 0 stream(s) added, 0 removed, 0 restarted, 2 unchanged")
 
     # A node dies: worker 1 and all its processes.
     workers[1].kill_group()

@@ -26,7 +26,8 @@ USER 10001:10001
 # Multiprocess metrics live in a writable scratch dir, so the root filesystem can be read-only.
 ENV PROMETHEUS_MULTIPROC_DIR=/tmp/adafocus-metrics
 EXPOSE 5556 9108
+# Liveness (/livez: the worker ticks); a camera that is down does not make it unhealthy.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9108/healthz', timeout=2)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9108/livez', timeout=2)"]
 ENTRYPOINT ["adafocus-stream"]
 CMD ["run", "--config", "/etc/adafocus/config.yaml"]

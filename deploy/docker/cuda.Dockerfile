@@ -22,7 +22,8 @@ RUN pip install .
 USER 10001:10001
 ENV PROMETHEUS_MULTIPROC_DIR=/tmp/adafocus-metrics
 EXPOSE 5556 9108
+# Liveness (/livez: the worker ticks); a camera that is down does not make it unhealthy.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=90s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9108/healthz', timeout=2)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9108/livez', timeout=2)"]
 ENTRYPOINT ["adafocus-stream"]
 CMD ["run", "--config", "/etc/adafocus/config.yaml"]

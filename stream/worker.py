@@ -1,0 +1,297 @@
+"""The inference worker: one process that runs online AdaFocus on every stream.
+
+Why one process for all streams: batching frames of many cameras into one
+`OnlineAdaFocus.step` is what makes the accelerator (or the CPU's vector units)
+pay off, and every stream's recurrent state lives in one place.
+
+Why it never falls behind: each tick takes, per stream, only the newest unread
+frame of its ring (`read_latest`), so when inference is slower than the cameras
+the older frames are dropped and counted (`frames_dropped{reason="stale"}`)
+instead of queueing up as lag. Streams configured `lossless` (files,
+benchmarks) use `read_next` and see every frame in order.
+
+The supervisor talks to the worker over one duplex `multiprocessing` pipe
+(`add` / `remove` / `stop` in, `ready` / `error` out) and watches a shared
+heartbeat the worker stamps every loop, so a worker that is alive but stuck is
+found and restarted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any, Protocol
+
+import numpy as np
+import zmq
+
+from stream.metrics import PipelineMetrics
+from stream.publisher import connect_push, label_frames, send_nowait
+from stream.ring import FrameMeta, FrameRing
+
+log = logging.getLogger("adafocus.worker")
+
+# Exit status of a worker that cannot load its model: a configuration problem,
+# so the supervisor reports it once and stops instead of restarting forever.
+EXIT_MODEL_ERROR = 2
+
+# Test-only fault injection: when this variable names a file and the file
+# exists, the worker deletes it and then stops ticking (sleeps forever), exactly
+# like an inference call stuck in a driver. Unset in every real deployment; the
+# worker does not even look for the file then.
+TEST_HANG_FILE_ENV = "ADAFOCUS_TEST_HANG_FILE"
+
+
+class Heartbeat(Protocol):
+    """A shared double (`multiprocessing` Value or RawValue): monotonic seconds of
+    the worker's last completed loop, 0.0 while the model is loading."""
+
+    value: float
+
+
+@dataclass(frozen=True)
+class WorkerStream:
+    """What the worker needs to know about one stream."""
+
+    id: str
+    ring_name: str
+    lossless: bool = False
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    checkpoint: str
+    results_endpoint: str  # the supervisor's internal PULL; the worker PUSHes to it
+    device: str = "auto"
+    skip_mode: str | None = None
+    budget: float | None = None
+    max_batch: int = 32
+    tick_idle_s: float = 0.005
+    sndhwm: int = 1000
+
+
+@dataclass
+class _Stream:
+    spec: WorkerStream
+    ring: FrameRing
+    epoch: int | None = None
+
+
+class InferenceWorker:
+    """The tick loop's state: attached rings, the batch buffer, the model.
+
+    Kept apart from the process plumbing (`run_worker`) so each tick is one plain
+    method call: gather -> step -> publish."""
+
+    def __init__(
+        self,
+        model: Any,
+        settings: WorkerSettings,
+        publish: Callable[[list[bytes]], bool],
+        metrics: PipelineMetrics,
+    ) -> None:
+        height, width = model.frame_size
+        self._model = model
+        self._class_names: list[str] = list(model.class_names)
+        self._settings = settings
+        self._publish = publish
+        self._metrics = metrics
+        # Rings hold exactly model.frame_size frames, so frames are copied once,
+        # straight from shared memory into the batch the model reads.
+        self._batch = np.empty((settings.max_batch, height, width, 3), dtype=np.uint8)
+        self._streams: dict[str, _Stream] = {}
+        self._next_start = 0  # round-robin start when there are more streams than max_batch
+
+    @property
+    def stream_ids(self) -> list[str]:
+        return list(self._streams)
+
+    def add(self, spec: WorkerStream) -> None:
+        if spec.id in self._streams:
+            self.remove(spec.id)
+        self._streams[spec.id] = _Stream(spec, FrameRing.attach(spec.ring_name))
+        # Counters that may never move (skipping off, a worker that keeps up) exist at 0
+        # from the start, so dashboards read 0 rather than "no data". The others appear
+        # with the first frame, so ratios of them never start as 0/0.
+        self._metrics.frames_skipped.labels(spec.id)
+        self._metrics.frames_dropped.labels(spec.id, "stale")
+
+    def remove(self, stream_id: str) -> None:
+        state = self._streams.pop(stream_id, None)
+        if state is None:
+            return
+        state.ring.close()
+        self._model.drop(stream_id)
+
+    def close(self) -> None:
+        for stream_id in list(self._streams):
+            self.remove(stream_id)
+
+    def _gather(self) -> list[tuple[_Stream, FrameMeta]]:
+        """Copy the due frame of each stream into the batch buffer, at most max_batch.
+
+        With more streams than batch rows the start rotates, so every stream is
+        served within a few ticks instead of the first ones starving the rest."""
+        states = list(self._streams.values())
+        if not states:
+            return []
+        start = self._next_start % len(states)
+        order = states[start:] + states[:start]
+        taken: list[tuple[_Stream, FrameMeta]] = []
+        for state in order:
+            if len(taken) == len(self._batch):
+                break
+            row = self._batch[len(taken)]
+            ring = state.ring
+            meta = ring.read_next(row) if state.spec.lossless else ring.read_latest(row)
+            if meta is None:
+                continue
+            sid = state.spec.id
+            if meta.skipped:
+                self._metrics.frames_dropped.labels(sid, "stale").inc(meta.skipped)
+            if state.epoch is not None and meta.epoch != state.epoch:
+                # The producer reconnected: the new frames do not continue the old
+                # scene, so the recurrent state must not carry over.
+                self._model.reset(sid)
+            state.epoch = meta.epoch
+            taken.append((state, meta))
+        self._next_start = start + max(1, len(taken))
+        return taken
+
+    def tick(self) -> int:
+        """Process at most one frame per stream; returns how many were processed."""
+        taken = self._gather()
+        if not taken:
+            return 0
+        t_take = time.time()
+        ids = [state.spec.id for state, _ in taken]
+        for sid, (_, meta) in zip(ids, taken, strict=True):
+            self._metrics.wait.labels(sid).observe(max(0.0, t_take - meta.t_capture))
+        started = time.perf_counter()
+        results = self._model.step(self._batch[: len(taken)], ids)
+        self._metrics.inference.observe(time.perf_counter() - started)
+        self._metrics.batch_size.observe(len(taken))
+        m = self._metrics
+        for sid, (_, meta), result in zip(ids, taken, results, strict=True):
+            frames = label_frames(
+                sid, meta.seq, meta.pts, meta.t_capture, result, self._truth(meta.truth)
+            )
+            sent = self._publish(frames)
+            t_publish = time.time()
+            m.frames_processed.labels(sid).inc()
+            if result.skipped:
+                m.frames_skipped.labels(sid).inc()
+            m.gflops.labels(sid).inc(result.gflops)
+            m.gflops_full.labels(sid).inc(result.gflops_full)
+            if sent:
+                m.latency.labels(sid).observe(max(0.0, t_publish - meta.t_capture))
+            else:
+                m.frames_dropped.labels(sid, "backpressure").inc()
+        return len(taken)
+
+    def _truth(self, class_id: int) -> str | None:
+        if 0 <= class_id < len(self._class_names):
+            return self._class_names[class_id]
+        return None
+
+
+class _HangInjector:
+    """See TEST_HANG_FILE_ENV. Consumes the flag file so a restarted worker runs normally."""
+
+    def __init__(self, path: str | None) -> None:
+        self._path = path
+
+    def maybe_hang(self) -> None:
+        if not self._path or not os.path.exists(self._path):
+            return
+        os.unlink(self._path)
+        log.warning("test hook %s: worker now hangs on purpose", TEST_HANG_FILE_ENV)
+        while True:  # deliberately ignores SIGTERM's flag: a real hang would too
+            time.sleep(1.0)
+
+
+def _apply(worker: InferenceWorker, command: tuple[str, Any]) -> bool:
+    """Apply one control command; returns False on `stop`."""
+    verb, arg = command
+    if verb == "add":
+        worker.add(arg)
+    elif verb == "remove":
+        worker.remove(arg)
+    elif verb == "stop":
+        return False
+    else:
+        log.error("worker: unknown control command %r ignored", verb)
+    return True
+
+
+def run_worker(
+    settings: WorkerSettings,
+    streams: Sequence[WorkerStream],
+    control: Connection,
+    heartbeat: Heartbeat,
+) -> None:
+    """Process target (spawn context). Loads the model, reports `ready` (frame size,
+    class names) or `error`, then ticks until `stop`, SIGTERM or the supervisor's
+    end of the pipe closing (so it never outlives a killed supervisor)."""
+    running = True
+
+    def on_term(signum: int, frame: Any) -> None:
+        nonlocal running
+        running = False
+
+    signal.signal(signal.SIGTERM, on_term)
+
+    from adafocus import CheckpointError  # torch loads here, in the child
+    from adafocus.baselines import load_online  # an AdaFocus checkpoint or a baseline file
+
+    try:
+        model = load_online(
+            settings.checkpoint,
+            device=settings.device,
+            skip_mode=settings.skip_mode,
+            budget=settings.budget,
+        )
+    except (CheckpointError, OSError, RuntimeError, ValueError) as exc:
+        one_line = " ".join(str(exc).split())  # one clear line, however the library wrapped it
+        control.send(("error", f"model.checkpoint: {one_line}"))
+        raise SystemExit(EXIT_MODEL_ERROR) from None
+    control.send(
+        (
+            "ready",
+            {
+                "frame_size": tuple(model.frame_size),
+                "class_names": list(model.class_names),
+                "device": str(model.device),
+            },
+        )
+    )
+
+    context = zmq.Context()
+    push = connect_push(context, settings.results_endpoint, hwm=settings.sndhwm)
+    metrics = PipelineMetrics()
+    # The forwarder being behind drops a label (counted) rather than stalling inference.
+    worker = InferenceWorker(model, settings, lambda frames: send_nowait(push, frames), metrics)
+    hang = _HangInjector(os.environ.get(TEST_HANG_FILE_ENV))
+    try:
+        for spec in streams:
+            worker.add(spec)
+        while running:
+            while running and control.poll():
+                running = _apply(worker, control.recv())
+            hang.maybe_hang()
+            processed = worker.tick()
+            heartbeat.value = time.monotonic()
+            metrics.worker_last_tick.set(time.time())
+            if processed == 0:
+                time.sleep(settings.tick_idle_s)
+    except (EOFError, BrokenPipeError):
+        pass  # the supervisor is gone; nothing left to work for
+    finally:
+        worker.close()
+        push.close()
+        context.term()

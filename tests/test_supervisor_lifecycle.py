@@ -1,0 +1,188 @@
+"""The supervisor's life with a real pipeline of synthetic cameras: config reload
+on SIGHUP, a hung inference worker, restarted producers and their metric files,
+and the final SIGTERM (tests run in file order on one pipeline; the last one
+stops it)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from live_pipeline import tiny_checkpoint
+from pipeline_harness import (
+    RunningPipeline,
+    assert_seq_increasing,
+    max_gap,
+    metric,
+    pipeline_config,
+)
+
+from stream.worker import TEST_HANG_FILE_ENV
+
+pytestmark = pytest.mark.slow
+
+HANG_TIMEOUT_S = 3.0
+
+
+def camera(stream_id: str, seed: int) -> dict[str, str]:
+    return {"id": stream_id, "uri": f"synthetic://pattern?fps=10&seed={seed}"}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("lifecycle")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(workdir):
+    return tiny_checkpoint(workdir)
+
+
+@pytest.fixture(scope="module")
+def pipeline(workdir, checkpoint):
+    config = pipeline_config(
+        checkpoint,
+        [camera("a", 1), camera("b", 2)],
+        worker={"hang_timeout_s": HANG_TIMEOUT_S},
+    )
+    running = RunningPipeline(workdir, config, env={TEST_HANG_FILE_ENV: str(workdir / "hang")})
+    running.base_config = config
+    try:
+        running.collector.wait_labels("a", timeout=60)
+        running.collector.wait_labels("b", timeout=60)
+    except AssertionError as exc:
+        running.close()
+        raise AssertionError(f"{exc}\n{running.log()[-4000:]}") from exc
+    yield running
+    running.close()
+
+
+def with_log(pipeline: RunningPipeline, exc: AssertionError) -> AssertionError:
+    return AssertionError(f"{exc}\n--- pipeline log ---\n{pipeline.log()[-5000:]}")
+
+
+def test_sighup_adds_and_removes_streams_without_touching_the_others(pipeline):
+    c = pipeline.collector
+    try:
+        pipeline.write_config({**pipeline.base_config, "streams": [camera("b", 2), camera("c", 3)]})
+        reload_at = time.monotonic()
+        pipeline.signal(signal.SIGHUP)
+
+        gone = c.wait_event("a", ("down",), since=reload_at, detail="removed", timeout=10)
+        c.wait_labels("c", count=3, since=reload_at, timeout=30)
+        time.sleep(0.5)
+        assert not c.labels("a", since=reload_at + 1.0), "labels from a removed stream"
+        assert gone["detail"] == "removed from the config"
+        assert len(pipeline.producer_pids("b")) == 1, "reload restarted an unchanged stream"
+        b_times = [t for t in c.label_times("b") if t > reload_at - 2]
+        assert b_times and max_gap(b_times) < 2.0
+        assert len(pipeline.rings()) == 2, f"a's ring not unlinked: {pipeline.rings()}"
+        status, health = pipeline.healthz()
+        assert sorted(health["streams"]) == ["b", "c"]
+
+        # A broken config on reload is reported and the running one stays.
+        pipeline.write_config({**pipeline.base_config, "streams": [{"id": "b", "urx": "x"}]})
+        bad_at = time.monotonic()
+        pipeline.signal(signal.SIGHUP)
+        c.wait_labels("b", count=10, since=bad_at, timeout=10)
+        c.wait_labels("c", count=10, since=bad_at, timeout=10)
+        assert "reload failed, keeping the running config: streams[0].urx: unknown key" in (
+            pipeline.log()
+        )
+    except AssertionError as exc:
+        raise with_log(pipeline, exc) from exc
+
+
+def test_hung_worker_is_detected_restarted_and_its_streams_resume(pipeline, workdir):
+    c = pipeline.collector
+    try:
+        assert len(pipeline.worker_pids()) == 1
+        (workdir / "hang").touch()  # the worker consumes it and stops ticking
+        hung_at = time.monotonic()
+        stalled = c.wait_event("b", ("stalled",), since=hung_at, timeout=HANG_TIMEOUT_S + 10)
+        assert stalled["detail"] == "inference worker restarting"
+        assert "has not ticked for" in pipeline.log()
+        c.wait_event("c", ("up",), since=hung_at, detail="inference resumed", timeout=60)
+        for stream in ("b", "c"):
+            resumed = c.wait_labels(stream, count=5, since=time.monotonic(), timeout=30)
+            assert_seq_increasing(c.labels(stream), stream)
+            assert resumed
+        assert len(pipeline.worker_pids()) == 2
+        assert not (workdir / "hang").exists()
+    except AssertionError as exc:
+        raise with_log(pipeline, exc) from exc
+
+
+def metric_files(pipeline: RunningPipeline) -> set[str]:
+    return {path.name for path in pipeline.metrics_dir.glob("*.db")}
+
+
+def wait_new_producer(pipeline: RunningPipeline, stream: str, known: int) -> int:
+    """The pid of the producer the supervisor starts after the `known` ones so far."""
+    deadline = time.monotonic() + 15
+    while len(pids := pipeline.producer_pids(stream)) <= known:
+        assert time.monotonic() < deadline, f"no new producer for {stream}"
+        time.sleep(0.02)
+    return pids[-1]
+
+
+def test_restarted_children_reuse_their_metric_files_and_counters_keep_counting(pipeline):
+    """Children name their metric files by role (worker, producer slot), not PID:
+    restarts leave the directory as it was, a restarted producer continues its
+    counter, and its replacement starts only after the old process is reaped
+    (two live processes sharing files would corrupt them)."""
+    c = pipeline.collector
+    try:
+        for stream in ("b", "c"):  # the current producers (and their files) are running
+            c.wait_labels(stream, count=2, since=time.monotonic(), timeout=15)
+        before = metric_files(pipeline)
+        # The worker restarted by the previous test and stream a, removed by the one
+        # before it, left no files: only the supervisor's (by PID), the worker's and
+        # one producer slot per running stream are there.
+        owners = {name.rsplit("_", 1)[1].removesuffix(".db") for name in before}
+        assert owners == {str(pipeline.pid), "worker", "producer-0", "producer-1"}, before
+
+        decoded = metric(pipeline.metrics(), "adafocus_frames_decoded_total", stream="b")
+        assert decoded > 0
+        for _ in range(2):  # crashes: restarted after the backoff
+            known = len(pipeline.producer_pids("b"))
+            os.kill(pipeline.producer_pids("b")[-1], signal.SIGKILL)
+            wait_new_producer(pipeline, "b", known)
+            c.wait_labels("b", count=3, since=time.monotonic(), timeout=15)
+            now = metric(pipeline.metrics(), "adafocus_frames_decoded_total", stream="b")
+            assert now > decoded, f"frames_decoded_total went from {decoded} to {now}"
+            decoded = now
+
+        # A reload restarts changed stream c while its old producer is frozen: it
+        # cannot die before the supervisor's SIGKILL (2 s after SIGTERM), so a
+        # replacement started any earlier would overlap it.
+        old = pipeline.producer_pids("c")[-1]
+        known = len(pipeline.producer_pids("c"))
+        os.kill(old, signal.SIGSTOP)
+        pipeline.write_config({**pipeline.base_config, "streams": [camera("b", 2), camera("c", 4)]})
+        pipeline.signal(signal.SIGHUP)
+        wait_new_producer(pipeline, "c", known)
+        assert not Path(f"/proc/{old}").exists(), "replacement started before the old one died"
+        for stream in ("b", "c"):
+            c.wait_labels(stream, count=3, since=time.monotonic(), timeout=15)
+        assert metric_files(pipeline) == before
+    except AssertionError as exc:
+        raise with_log(pipeline, exc) from exc
+
+
+def test_sigterm_stops_everything_within_5_s_with_status_0_and_no_shared_memory(pipeline):
+    c = pipeline.collector
+    try:
+        stop_at = time.monotonic()
+        code, took = pipeline.terminate(timeout=10)
+        assert code == 0 and took < 5.0, f"exit {code} after {took:.1f} s"
+        time.sleep(0.3)
+        for stream in ("b", "c"):
+            assert c.events(stream, since=stop_at)[-1]["state"] == "down"
+        assert pipeline.rings() == []
+        assert "Traceback" not in pipeline.log()
+    except AssertionError as exc:
+        raise with_log(pipeline, exc) from exc

@@ -1,0 +1,149 @@
+"""The inference worker's tick, on real frame rings and a real (tiny, untrained)
+OnlineAdaFocus: which frame it takes, what it publishes, what it counts, and
+when it forgets a stream's recurrent state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from stream.messages import decode
+from stream.metrics import PipelineMetrics
+from stream.worker import InferenceWorker, WorkerSettings, WorkerStream
+
+SIZE = (64, 64)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    from adafocus import AdaFocus, preset, save_checkpoint
+
+    path = tmp_path_factory.mktemp("model") / "tiny64.pt"
+    config = preset("tiny", frame_size=SIZE, patch_size=32)
+    return save_checkpoint(path, AdaFocus(config), [f"class-{i}" for i in range(10)])
+
+
+@pytest.fixture
+def model(checkpoint):
+    from adafocus import OnlineAdaFocus
+
+    return OnlineAdaFocus.from_checkpoint(checkpoint, device="cpu", skip_mode="off")
+
+
+class Published:
+    """Collects what the worker sends, decoded with the subscribers' own validator."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    def __call__(self, frames: list[bytes]) -> bool:
+        kind, payload = decode(frames)
+        assert kind == "label"
+        self.messages.append(payload)
+        return True
+
+
+def make_worker(model, max_batch: int = 4) -> tuple[InferenceWorker, Published, PipelineMetrics]:
+    published, metrics = Published(), PipelineMetrics()
+    settings = WorkerSettings(checkpoint="unused", results_endpoint="unused", max_batch=max_batch)
+    return InferenceWorker(model, settings, published, metrics), published, metrics
+
+
+def counter(metric, **labels: str) -> float | None:
+    """The counter's value, None when the series does not exist at all."""
+    for family in metric.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total") and sample.labels == labels:
+                return sample.value
+    return None
+
+
+def frame(value: int) -> np.ndarray:
+    return np.random.default_rng(value).integers(0, 256, (*SIZE, 3), dtype=np.uint8)
+
+
+def test_realtime_stream_gets_only_the_newest_frame_and_stale_ones_are_counted(model, make_ring):
+    ring = make_ring(8, *SIZE)
+    worker, published, metrics = make_worker(model)
+    worker.add(WorkerStream("cam", ring.name))
+    for seq in range(5):
+        ring.write(frame(seq), seq, pts=seq / 25, t_capture=100.0 + seq, truth=3)
+
+    assert worker.tick() == 1
+    assert worker.tick() == 0  # nothing new: no duplicate label
+    (message,) = published.messages
+    assert message["seq"] == 4 and message["pts"] == pytest.approx(4 / 25)
+    assert message["truth"] == "class-3" and message["label"].startswith("class-")
+    assert counter(metrics.frames_dropped, stream="cam", reason="stale") == 4
+    assert counter(metrics.frames_processed, stream="cam") == 1
+    assert counter(metrics.gflops_full, stream="cam") == pytest.approx(message["gflops_full"])
+    worker.close()
+
+
+def test_lossless_stream_gets_every_frame_in_order(model, make_ring):
+    ring = make_ring(8, *SIZE)
+    worker, published, metrics = make_worker(model)
+    worker.add(WorkerStream("file", ring.name, lossless=True))
+    for seq in range(3):
+        ring.write(frame(seq), seq, pts=None, t_capture=1.0)
+
+    assert [worker.tick() for _ in range(4)] == [1, 1, 1, 0]
+    assert [m["seq"] for m in published.messages] == [0, 1, 2]
+    assert all("truth" not in m and m["pts"] is None for m in published.messages)
+    assert counter(metrics.frames_dropped, stream="file", reason="stale") == 0
+    assert counter(metrics.frames_skipped, stream="file") == 0
+    worker.close()
+
+
+def test_streams_beyond_max_batch_are_served_in_turn(model, make_ring):
+    worker, published, _ = make_worker(model, max_batch=2)
+    rings = [make_ring(4, *SIZE) for _ in range(3)]
+    for i, ring in enumerate(rings):
+        worker.add(WorkerStream(f"s{i}", ring.name))
+        ring.write(frame(i), 0, pts=None, t_capture=1.0)
+
+    assert worker.tick() == 2
+    assert worker.tick() == 1
+    assert sorted(m["stream"] for m in published.messages) == ["s0", "s1", "s2"]
+    worker.close()
+
+
+def test_new_ring_epoch_resets_the_streams_recurrent_state(model, make_ring):
+    """After a reconnect (new epoch) the stream's label depends on the new frames
+    only, exactly as for a stream seen for the first time; without a new epoch
+    the history still counts (so the comparison can fail)."""
+    worker, _, _ = make_worker(model)
+    reconnected, continued = make_ring(4, *SIZE), make_ring(4, *SIZE)
+    worker.add(WorkerStream("reconnected", reconnected.name))
+    worker.add(WorkerStream("continued", continued.name))
+    for ring in (reconnected, continued):
+        ring.write(frame(1), 0, pts=None, t_capture=1.0)
+    assert worker.tick() == 2
+
+    reconnected.new_epoch()
+    for ring in (reconnected, continued):
+        ring.write(frame(2), 1, pts=None, t_capture=2.0)
+    assert worker.tick() == 2
+
+    model.step(frame(2)[None], ["fresh"])
+    fresh = model.logits("fresh")
+    assert np.allclose(model.logits("reconnected"), fresh, atol=1e-5)
+    assert not np.allclose(model.logits("continued"), fresh, atol=1e-5)
+    worker.close()
+
+
+def test_removed_stream_releases_its_model_state(model, make_ring):
+    ring = make_ring(4, *SIZE)
+    worker, _, _ = make_worker(model)
+    worker.add(WorkerStream("gone", ring.name))
+    ring.write(frame(0), 0, pts=None, t_capture=1.0)
+    worker.tick()
+    assert "gone" in model.streams
+
+    worker.remove("gone")
+    ring.write(frame(1), 1, pts=None, t_capture=2.0)
+    assert worker.tick() == 0
+    assert "gone" not in model.streams and worker.stream_ids == []
