@@ -24,22 +24,27 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; only the `chosen` subcommand's module is imported and
+    configured, so one command's dependencies never break (or slow) another."""
     parser = argparse.ArgumentParser(
         prog="adafocus-stream",
         description="Real-time video recognition on live streams with online AdaFocus.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
         command = sub.add_parser(name, help=help_text, description=help_text)
-        module.configure(command)
-        command.set_defaults(_module=module)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.configure(command)
+            command.set_defaults(_module=module)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    args = build_parser(chosen).parse_args(argv)
     return int(args._module.run(args) or 0)
 
 
