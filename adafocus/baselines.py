@@ -26,14 +26,18 @@ is counted from the config at load time, like a checkpoint's.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from adafocus.checkpoint import IMAGENET_NORMALIZATION, CheckpointError, resolve_spec
+from adafocus.checkpoint import (
+    IMAGENET_NORMALIZATION,
+    CheckpointError,
+    atomic_save,
+    resolve_spec,
+)
 from adafocus.config import config_from_dict, config_to_dict
 from adafocus.online import OnlineAdaFocus
 from adafocus.train.baselines import BASELINE_KINDS, build_baseline
@@ -67,17 +71,7 @@ def save_baseline(path: str | os.PathLike, model: nn.Module, class_names: list[s
         "state_dict": {k: v.detach().float().cpu().contiguous() if v.is_floating_point()
                        else v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(data, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_save(data, path)
 
 
 def load_baseline(spec: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:

@@ -91,12 +91,20 @@ def save_checkpoint(path: str | os.PathLike, model: AdaFocus, class_names: list[
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
     }
     _validate(data, Path(path))  # refuse to write what we could not load
+    return atomic_save(data, path)
+
+
+def atomic_save(data: dict[str, Any], path: str | os.PathLike) -> Path:
+    """`torch.save` to a temporary file beside `path`, then rename: a reader (a
+    pipeline starting, a resumed training) never sees a half-written model file.
+    World-readable like any package data (mkstemp would leave it 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(data, f)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

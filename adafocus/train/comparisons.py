@@ -20,7 +20,6 @@ Methods of the table and the weights each one runs:
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from adafocus.checkpoint import CheckpointError, resolve_spec
+from adafocus.checkpoint import CheckpointError, atomic_save, resolve_spec
 from adafocus.config import config_from_dict, config_to_dict
 from adafocus.flops import component_gflops
 from adafocus.models import AdaFocus
@@ -95,14 +94,7 @@ def save_comparisons(path: str | os.PathLike, models: dict[str, nn.Module],
                            "accuracy": float(info["accuracy"])}
                     for name, info in methods.items()},
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        torch.save(blob, f)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; package data must be world-readable
-    os.replace(tmp, path)
-    return path
+    return atomic_save(blob, path)
 
 
 def load_comparisons(path: str | os.PathLike) -> tuple[str, dict[str, Method]]:
