@@ -1,0 +1,118 @@
+"""The bench's video: H.264 files of the moving-digits scene, encoded once and cached,
+each with a sidecar of the true label of every frame.
+
+Why files and not `synthetic://digits`: the bench measures what users run, and
+their cameras arrive compressed, so every frame pays a real H.264 decode in the
+producer (PyAV, the same code path as an RTSP camera or a file). Results carry
+the frame's `pts`; `frame index = round(pts * fps)` looks up the ground truth in
+the sidecar, so accuracy needs nothing from the pipeline beyond the DESIGN.md
+message.
+
+The cache key holds everything the pixels depend on (seed, split, size, rate,
+length, encoder settings and the scene's source code), so a changed scene
+re-encodes instead of silently serving stale clips.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FPS = 25.0
+FIRST_SEED = 1000  # test-split scenes; training uses other seeds and the train split
+SPLIT = "test"
+# Camera-like H.264: no B-frames (frames leave the encoder in display order), a
+# keyframe every second, visually lossless.
+ENCODER = {"codec": "libx264", "crf": "18", "bf": "0", "g": "25", "preset": "veryfast"}
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One encoded scene: `labels[i]` is the class shown in frame i."""
+
+    path: Path
+    labels: np.ndarray
+    fps: float
+    class_names: tuple[str, ...]
+
+    def truth_at(self, pts: float | None) -> int:
+        """Class id of the frame with this presentation time, -1 when unknown."""
+        if pts is None:
+            return -1
+        index = int(round(pts * self.fps))
+        return int(self.labels[index]) if 0 <= index < len(self.labels) else -1
+
+
+def scene_clips(cache_dir: Path, count: int, seconds: float, size: tuple[int, int] = (128, 128),
+                fps: float = FPS, log: Callable[[str], None] = print) -> list[Clip]:
+    """`count` clips of `seconds` each (seeds FIRST_SEED, FIRST_SEED+1, ...), encoded
+    into `cache_dir` on first use."""
+    frames = int(round(seconds * fps))
+    return [_clip(cache_dir, FIRST_SEED + i, frames, size, fps, log) for i in range(count)]
+
+
+def _scene_source_digest() -> str:
+    from adafocus.data import moving_digits
+
+    return hashlib.sha256(Path(moving_digits.__file__).read_bytes()).hexdigest()
+
+
+def _clip(cache_dir: Path, seed: int, frames: int, size: tuple[int, int], fps: float,
+          log: Callable[[str], None]) -> Clip:
+    height, width = size
+    key = json.dumps([seed, SPLIT, height, width, fps, frames, ENCODER, _scene_source_digest()])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    stem = f"digits-s{seed}-{width}x{height}-{fps:g}fps-{frames}f-{digest}"
+    video, sidecar = cache_dir / f"{stem}.mp4", cache_dir / f"{stem}.labels.json"
+    if not (video.is_file() and sidecar.is_file()):
+        log(f"encoding {video.name} ({frames} frames, once; cached in {cache_dir})")
+        _encode(video, sidecar, seed, frames, size, fps)
+    meta = json.loads(sidecar.read_text())
+    return Clip(video, np.asarray(meta["labels"], dtype=np.int16), float(meta["fps"]),
+                tuple(meta["class_names"]))
+
+
+def _encode(video: Path, sidecar: Path, seed: int, frames: int, size: tuple[int, int],
+            fps: float) -> None:
+    """Render and encode; both files appear atomically (temp + rename), sidecar last,
+    so a crash mid-encode leaves no clip that looks complete."""
+    from fractions import Fraction
+
+    import av
+
+    from adafocus.data.moving_digits import MovingDigitsScene
+
+    height, width = size
+    scene = MovingDigitsScene(seed, height, width, split=SPLIT, fps=fps)
+    video.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=video.parent, prefix=f".{video.stem}.", suffix=".mp4")
+    os.close(fd)
+    try:
+        with av.open(tmp, "w", format="mp4") as out:
+            stream = out.add_stream(ENCODER["codec"], rate=Fraction(fps).limit_denominator(1001))
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            stream.options = {k: v for k, v in ENCODER.items() if k != "codec"}
+            for index in range(frames):
+                frame = av.VideoFrame.from_ndarray(scene.frame(index), format="rgb24")
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+            for packet in stream.encode():
+                out.mux(packet)
+        os.replace(tmp, video)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    labels = [scene.label_at(i) for i in range(frames)]
+    meta = {"seed": seed, "split": SPLIT, "fps": fps, "frames": frames, "size": [height, width],
+            "class_names": list(scene.class_names), "labels": labels}
+    fd, tmp = tempfile.mkstemp(dir=sidecar.parent, prefix=f".{sidecar.stem}.", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(meta, f)
+    os.replace(tmp, sidecar)

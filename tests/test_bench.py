@@ -1,0 +1,168 @@
+"""`adafocus-stream bench`: the baseline runs through the same online path, the
+ground truth lines up with the decoded frames, the real-time rules reject what
+they should, and `bench --quick` runs the real pipeline end to end (no speed is
+asserted anywhere: figures come from the bench itself)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from adafocus import AdaFocus, CheckpointError, preset, save_checkpoint
+from adafocus.baselines import load_online, save_baseline
+from adafocus.train.baselines import FullFrame
+from stream.bench import analysis
+from stream.bench.media import scene_clips
+
+NAMES = [str(i) for i in range(10)]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def frames(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 128, 128, 3), dtype=np.uint8)
+
+
+def test_full_frame_baseline_file_serves_every_frame_through_the_online_api(tmp_path):
+    torch.manual_seed(0)
+    model = FullFrame(preset("tiny"))
+    path = save_baseline(tmp_path / "full.pt", model, NAMES, trained=False)
+
+    online = load_online(path, device="cpu")
+    results = [online.step(frames(2, seed), ["a", "b"]) for seed in range(3)]
+
+    cost = model.gflops()["full_step"]
+    for step in results:
+        for r in step:
+            assert r.action == "full" and not r.skipped
+            assert r.patch == (0.0, 0.0, 1.0, 1.0)  # the whole frame
+            assert r.gflops == pytest.approx(cost)
+            assert r.gflops_full == pytest.approx(model.gflops()["local_full"])
+    with pytest.raises(ValueError, match="skip mode 'off'"):
+        load_online(path, device="cpu", skip_mode="confidence", budget=0.3)
+
+
+def test_load_online_still_loads_adafocus_checkpoints_and_names_broken_files(tmp_path):
+    checkpoint = save_checkpoint(tmp_path / "tiny.pt", AdaFocus(preset("tiny")), NAMES)
+    result = load_online(checkpoint, device="cpu", skip_mode="off").step(frames(1), ["a"])[0]
+    assert result.patch != (0.0, 0.0, 1.0, 1.0)  # a patch, not the whole frame
+
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(checkpoint.read_bytes()[:1000])  # truncated
+    with pytest.raises(CheckpointError, match="broken.pt"):
+        load_online(broken, device="cpu")
+
+
+def test_sidecar_label_belongs_to_the_decoded_frame_with_that_pts(tmp_path):
+    import av
+
+    from adafocus.data.moving_digits import MovingDigitsScene
+
+    clip = scene_clips(tmp_path, count=1, seconds=2.0, log=lambda _: None)[0]
+    again = scene_clips(tmp_path, count=1, seconds=2.0, log=pytest.fail)[0]  # cached: no log
+    assert again.path == clip.path and (again.labels == clip.labels).all()
+    scene = MovingDigitsScene(1000, 128, 128, split="test")
+    with av.open(str(clip.path)) as container:
+        decoded = [(f.time, f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
+    assert len(decoded) == len(clip.labels) == 50
+    for pts, image in decoded[1:-1:7]:
+        index = round(pts * clip.fps)
+        errors = [np.abs(image.astype(int) - scene.frame(i)).mean() for i in
+                  (index - 1, index, index + 1)]
+        assert errors[1] == min(errors), f"frame at pts {pts} is not scene frame {index}"
+        assert clip.truth_at(pts) == scene.label_at(index)
+    assert clip.truth_at(None) == -1 and clip.truth_at(99.0) == -1
+
+
+def _labels(streams: int = 2, seconds: float = 8.0, fps: float = 25.0, *, gap_every: int = 0,
+            lag_growth: float = 0.0, source_rate: float = 1.0) -> dict[str, np.ndarray]:
+    """Label rows as a subscriber would record them."""
+    rows = []
+    n = int(seconds * fps)
+    for s in range(streams):
+        for seq in range(n):
+            if gap_every and seq % gap_every == 0:
+                continue
+            t_capture = 1000.0 + seq / fps / source_rate
+            lag = 0.02 + lag_growth * seq / n
+            rows.append((s, seq, seq / fps, t_capture, t_capture + lag, t_capture + lag,
+                         3, 3, 0, 0.03, 0.17))
+    return analysis.as_arrays(rows)
+
+
+def test_realtime_rules_pass_a_clean_run_and_name_each_kind_of_failure():
+    assert analysis.realtime(_labels(), 2, 8.0, 25.0)["ok"]
+
+    dropped = analysis.realtime(_labels(gap_every=50), 2, 8.0, 25.0)  # 2% of frames missing
+    assert not dropped["ok"] and "drop rate" in dropped["reasons"][0]
+
+    lagging = analysis.realtime(_labels(lag_growth=1.0), 2, 8.0, 25.0)  # latency grows by 1 s
+    assert not lagging["ok"] and "lag grew" in lagging["reasons"][0]
+
+    starved = analysis.realtime(_labels(source_rate=0.95), 2, 8.0, 25.0)  # decoder at 95% speed
+    assert not starved["ok"] and "native rate" in starved["reasons"][0]
+
+    missing = analysis.realtime(_labels(streams=1), 2, 8.0, 25.0)
+    assert not missing["ok"] and "published nothing" in missing["reasons"][0]
+
+    trickle = analysis.realtime(_labels(seconds=0.2), 2, 8.0, 25.0)  # 5 labels in 8 s, no gaps
+    assert not trickle["ok"] and trickle["drop_rate"] > 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_bench_quick_runs_the_real_pipeline_and_writes_json_markdown_and_plots(tmp_path):
+    checkpoint = save_checkpoint(tmp_path / "tiny.pt", AdaFocus(preset("tiny")), NAMES)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "stream.cli", "bench", "--quick", "--presets", "tiny",
+               "--max-streams", "1", "--window", "2", "--warmup", "0.5", "--clips", "1",
+               "--clip-seconds", "20", "--checkpoint", str(checkpoint),
+               "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=170)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    report = json.loads((out / "bench.json").read_text())
+    names = [v["name"] for v in report["variants"]]
+    assert names == ["tiny/full_frame", "tiny/adafocus", "tiny/adafocus_skip"]
+    for variant in report["variants"]:
+        probe = variant["at_load"]
+        assert probe["streams"] == 1 and "error" not in probe, probe
+        assert probe["frames"] > 0
+        assert probe["labels_judged"] == probe["frames"]  # every label matched to the truth
+        assert set(probe["latency_ms"]) == {"p50", "p95", "p99"}
+        assert set(probe["cpu_ms_per_frame"]) == {"decode", "ring", "model", "publish", "total"}
+        assert probe["worker"]["steps"] > 0
+    skip = report["variants"][2]["at_load"]
+    assert skip["skip_rate"] > 0  # the calibrated thresholds really skip frames
+    assert report["variants"][1]["at_load"]["compute_saved"] > 0.5  # patch << whole frame
+
+    table = (out / "bench.md").read_text()
+    assert "| variant | real-time 25 fps streams |" in table
+    assert all(f"`{name}`" in table for name in names)
+    for picture in ("cost_vs_streams.png", "capacity.png"):
+        assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_refuses_a_missing_checkpoint_or_device_with_one_clear_line(tmp_path):
+    base = [sys.executable, "-m", "stream.cli", "bench", "--cache-dir", str(tmp_path),
+            "--out", str(tmp_path / "out")]
+    missing = subprocess.run([*base, "--checkpoint", str(tmp_path / "nope.pt")], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2
+    assert "--checkpoint" in missing.stderr and "nope.pt" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    if not torch.cuda.is_available():
+        no_gpu = subprocess.run([*base, "--device", "cuda"], cwd=ROOT, capture_output=True,
+                                text=True, timeout=60)
+        assert no_gpu.returncode == 2 and "CUDA is not available" in no_gpu.stderr
+
+
+def test_python_m_stream_bench_is_the_same_command():
+    done = subprocess.run([sys.executable, "-m", "stream.bench", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "--quick" in done.stdout
