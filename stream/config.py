@@ -74,6 +74,7 @@ class IngestSection:
 class WorkerSection:
     hang_timeout_s: float = 15.0
     tick_idle_s: float = 0.005
+    threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -326,6 +327,7 @@ def _worker(value: Any) -> WorkerSection:
     section = WorkerSection(
         hang_timeout_s=_number(m, "hang_timeout_s", d.hang_timeout_s, low=0, strict=True),
         tick_idle_s=_number(m, "tick_idle_s", d.tick_idle_s, low=0),
+        threads=_number(m, "threads", d.threads, int, low=0, strict=True),
     )
     return section
 

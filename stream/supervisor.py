@@ -378,6 +378,7 @@ class Supervisor:
             budget=model.budget if model.skip_mode != "off" else None,
             max_batch=model.max_batch,
             tick_idle_s=self._config.worker.tick_idle_s,
+            threads=self._config.worker.threads,
             sndhwm=self._config.publish.sndhwm,
         )
         ours, theirs = self._mp.Pipe(duplex=True)

@@ -73,6 +73,7 @@ class WorkerSettings:
     max_batch: int = 32
     tick_idle_s: float = 0.005
     sndhwm: int = 1000
+    threads: int = 1
 
 
 @dataclass
@@ -246,7 +247,17 @@ def run_worker(
 
     signal.signal(signal.SIGTERM, on_term)
 
-    from adafocus import CheckpointError  # torch loads here, in the child
+    # PyTorch's CPU thread pool sized to the worker's share of the machine, set
+    # before torch loads. Its default (every core, spinning OpenMP threads) fights
+    # the producers for the same cores: measured by the bench on 2 cores, one tiny
+    # step took 151 ms with the default and 4.7 ms with one thread; on an H100 host
+    # the idle spinning burnt 4-12 cores for a GPU doing all the work.
+    os.environ["OMP_NUM_THREADS"] = str(settings.threads)
+    import torch
+
+    torch.set_num_threads(settings.threads)
+
+    from adafocus import CheckpointError  # the model library, in the child only
     from adafocus.baselines import load_online  # an AdaFocus checkpoint or a baseline file
 
     try:
