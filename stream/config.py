@@ -27,7 +27,7 @@ DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 ZMQ_ENDPOINT = re.compile(
     r"(tcp://(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):(\d+|\*)|ipc://\S+|inproc://\S+)"
 )
-SKIP_MODES = ("off", "confidence", "learned")
+SKIP_MODES = ("off", "confidence")  # a learned skip head is not built yet
 BUILTIN_PREFIX = "builtin:"
 
 
@@ -245,7 +245,9 @@ def _model(value: Any, base_dir: Path) -> ModelSection:
     checkpoint = _checkpoint(m.key("checkpoint"), m.take("checkpoint", str, d.checkpoint), base_dir)
     device = _device(m.key("device"), m.take("device", str, d.device))
     skip = _Mapping(m.take("skip", Any, None), m.key("skip"), ("mode", "budget"))
-    mode = skip.take("mode", str, d.skip_mode)
+    # YAML 1.1 reads a bare `off` as false; that is what the user meant by it.
+    mode = skip.take("mode", Any, d.skip_mode)
+    mode = "off" if mode is False else mode
     _check(
         skip.key("mode"),
         mode in SKIP_MODES,

@@ -190,7 +190,7 @@ def test_yaml_file_resolves_paths_next_to_it(tmp_path: Path, checkpoint: Path) -
 model:
   checkpoint: {checkpoint.name}
   device: auto
-  skip: {{mode: learned, budget: 0.5}}
+  skip: {{mode: off, budget: 0.5}}
 streams:
   - {{id: gate-1, uri: "rtsp://user:{SECRET}@10.0.0.5/stream1", transport: udp}}
   - {{id: demo, uri: "synthetic://digits?fps=25", lossless: true, realtime: false}}
@@ -203,7 +203,7 @@ shard: {{index: 1, count: 3}}
     )
     config = load_config(tmp_path / "pipeline.yaml")
     assert config.model.checkpoint == str(tmp_path / "model.pt")
-    assert config.model.skip_mode == "learned" and config.model.budget == 0.5
+    assert config.model.skip_mode == "off" and config.model.budget == 0.5
     assert config.streams[0].transport == "udp"
     assert config.streams[1].lossless and not config.streams[1].realtime
     assert config.publish.curve is not None
