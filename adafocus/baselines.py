@@ -52,7 +52,7 @@ def save_baseline(path: str | os.PathLike, model: nn.Module, class_names: list[s
     """Write a baseline module (``adafocus.train.baselines``) atomically; returns the path.
 
     ``trained=False`` marks random weights (e.g. the ``paper`` preset, for which no
-    weights exist): such a file is for throughput only, and says so when loaded.
+    weights exist): such a file is for throughput only (`load_baseline` returns the flag).
     """
     kind = getattr(model, "kind", None)
     if kind not in BASELINE_KINDS:

@@ -98,6 +98,7 @@ def test_v2_end_to_end_and_v1_ppo_stages_learn(tmp_path):
 TINY_RUN = {
     "data": {"train_scenes": 4, "val_scenes": 2, "seq_len": 4, "batch_size": 2},
     "pretrain": {"steps": 2, "batch_size": 4},
+    "boxes": {"glance_steps": 2, "steps": 2, "batch_size": 2},
     "baselines": {"glance": {"steps": 2}, "full": {"steps": 2}},
     "v1": {"warmup": {"steps": 4}, "ppo": {"steps": 2}, "finetune": {"steps": 2}},
     "v2": {"train": {"steps": 2}},

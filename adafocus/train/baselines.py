@@ -130,6 +130,11 @@ class FullFrame(_Baseline):
         super().__init__(config, local, local.out_features)
 
     def _features(self, frames: torch.Tensor) -> torch.Tensor:
+        """Global MAX pooling of the tiny f_L's map over the whole frame, where f_L
+        itself average-pools a patch: averaging a 16x16 map would dilute one small
+        digit among clutter, so the comparison would be unfair to the baseline."""
+        if self.config.local_arch == "tiny_cnn":
+            return self.backbone.features[0](frames).amax(dim=(2, 3))
         return self.backbone(frames)
 
 

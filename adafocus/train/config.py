@@ -111,6 +111,34 @@ class PretrainSection:
 
 
 @dataclass(frozen=True)
+class BoxWarmupSection:
+    """Supervised warm starts from the scene's digit boxes: a DEPARTURE from both
+    papers, which learn where to look from the classification signal alone. From a
+    uniform start that signal is too weak for a CPU budget (V1's PPO reward is ~0
+    while f_C cannot use patches; V2's crop gradient is noise), so when the source
+    knows its boxes (moving digits; user folders do not, so all steps must be 0):
+
+    - `glance_steps`: f_G + a 1x1 conv locator learn which glance cell holds the
+      digit (single frames, batch `batch_size`); f_G then starts the glance-only
+      baseline, V1 and V2.
+    - `steps` (per variant, after V1's random-patch warm-up / before V2's end-to-end
+      stage): the policy is fitted to the box (V1: cross-entropy to the grid cell
+      whose patch is centred nearest the digit; V2: L1 to that location), while f_L
+      and f_C learn from patches at the box (`oracle_fraction` of the steps) mixed
+      with the policy's own choices, so f_C learns to rely on f_L.
+
+    The papers' stages (V1 PPO with its reward, V2 end to end) then run on top.
+    """
+
+    glance_steps: int = 0
+    steps: int = 0
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 64
+    oracle_fraction: float = 0.5
+
+
+@dataclass(frozen=True)
 class BaselineSection:
     """Comparison networks trained in the same command, for `eval`; also stage 0
     (they initialise f_G and f_L of V1 and V2)."""
@@ -146,6 +174,7 @@ class TrainConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     pretrain: PretrainSection = field(default_factory=PretrainSection)
+    boxes: BoxWarmupSection = field(default_factory=BoxWarmupSection)
     v1: V1Section = field(default_factory=V1Section)
     v2: V2Section = field(default_factory=V2Section)
     baselines: BaselineSection = field(default_factory=BaselineSection)
@@ -286,6 +315,16 @@ def _validate(cfg: TrainConfig) -> None:
     _check(cfg.pretrain.steps == 0 or d.source == "moving_digits", "pretrain.steps",
            "must be 0 unless data.source is moving_digits (only it knows where objects are)",
            cfg.pretrain.steps)
+    b = cfg.boxes
+    _check(b.glance_steps >= 0 and b.steps >= 0 and b.lr > 0 and b.weight_decay >= 0
+           and b.batch_size >= 1, "boxes",
+           "needs steps >= 0, lr > 0, weight_decay >= 0, batch_size >= 1",
+           (b.glance_steps, b.steps, b.lr, b.weight_decay, b.batch_size))
+    _check(0 <= b.oracle_fraction <= 1, "boxes.oracle_fraction", "must be in [0, 1]",
+           b.oracle_fraction)
+    _check(b.glance_steps + b.steps == 0 or d.source == "moving_digits", "boxes",
+           "steps must be 0 unless data.source is moving_digits (only it knows the boxes)",
+           (b.glance_steps, b.steps))
     p = cfg.v1.ppo
     _check(p.steps >= 0, "v1.ppo.steps", "must be >= 0", p.steps)
     _check(p.lr > 0, "v1.ppo.lr", "must be > 0", p.lr)

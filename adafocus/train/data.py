@@ -94,3 +94,32 @@ def object_crop_sampler(source: DigitsSource, patch: int, jitter: int, batch_siz
         return to_batch(frames, labels, device, normalization)
 
     return sample
+
+
+def box_sequence_sampler(source: DigitsSource, seq_len: int, max_gap: int, batch_size: int,
+                         seed: int, device: torch.device, normalization: dict[str, list[float]]
+                         ) -> Callable[[int], tuple[Batch, torch.Tensor]]:
+    """sample(step) -> (causal sequences, digit boxes (B, T, 4) pixel x0, y0, x1, y1).
+
+    For the box warm starts (a departure from the papers, see stages.py): sequences
+    of one scene at random gaps of 1..`max_gap` frames, like `batch_sampler`'s, with
+    the scene's ground-truth digit box of every frame. Label changes happen where
+    the scene has them (no forced fraction). `seq_len` 1 gives single frames.
+    """
+
+    def sample(step: int) -> tuple[Batch, torch.Tensor]:
+        rng = np.random.default_rng([seed, 0xB0C5, step])
+        frames = np.empty((batch_size, seq_len, source.height, source.width, 3), np.uint8)
+        labels = np.empty((batch_size, seq_len), np.int64)
+        boxes = np.empty((batch_size, seq_len, 4), np.float32)
+        for n in range(batch_size):
+            scene = source.scene(int(rng.integers(source.scenes)))
+            index = int(rng.integers(0, 1_000_000))
+            for t in range(seq_len):
+                frames[n, t] = scene.frame(index)
+                labels[n, t] = scene.label_at(index)
+                boxes[n, t] = scene.digit_box(index)
+                index += int(rng.integers(1, max_gap + 1))
+        return to_batch(frames, labels, device, normalization), torch.from_numpy(boxes).to(device)
+
+    return sample

@@ -19,8 +19,14 @@ from adafocus.train import stages
 from adafocus.train.baselines import FullFrame, GlanceOnly
 from adafocus.train.calibrate import calibrate_model
 from adafocus.train.comparisons import METHODS, method_gflops, save_comparisons
-from adafocus.train.config import TrainConfig, model_config, to_dict
-from adafocus.train.data import batch_sampler, object_crop_sampler, sequences, sources
+from adafocus.train.config import StageSection, TrainConfig, model_config, to_dict
+from adafocus.train.data import (
+    batch_sampler,
+    box_sequence_sampler,
+    object_crop_sampler,
+    sequences,
+    sources,
+)
 from adafocus.train.loop import StageContext
 from adafocus.train.state import RunState, seed_step
 
@@ -56,6 +62,8 @@ def train(cfg: TrainConfig, *, device: str = "cpu", output: str | Path | None = 
     models: dict[str, torch.nn.Module] = {
         "glance_only": GlanceOnly(v1_cfg), "full_frame": FullFrame(v1_cfg),
         "v1": AdaFocus(v1_cfg), "random_patch": AdaFocus(v1_cfg), "v2": AdaFocus(v2_cfg)}
+    # the box warm start's glance locator: trained, resumable, never shipped
+    models["glance_locator"] = torch.nn.Conv2d(models["v1"].glance.out_channels, 1, 1)
     for m in models.values():
         m.to(dev)
 
@@ -73,16 +81,37 @@ def train(cfg: TrainConfig, *, device: str = "cpu", output: str | Path | None = 
         crops = object_crop_sampler(train_source, v1_cfg.patch_size, p.jitter, p.batch_size,
                                     cfg.seed, dev, NORMALIZATION)
         stages.pretrain_local(dataclasses.replace(ctx, sample=crops), models["v1"], p)
-    stages.train_baseline(ctx, "baseline.glance", models["glance_only"], cfg.baselines.glance)
+    b = cfg.boxes
+    boxes = dataclasses.replace(ctx, sample=box_sequence_sampler(
+        train_source, cfg.data.seq_len, cfg.data.max_gap, cfg.data.batch_size, cfg.seed, dev,
+        NORMALIZATION))
+    glance_init = None
+    if b.glance_steps:
+        frames = dataclasses.replace(ctx, sample=box_sequence_sampler(
+            train_source, 1, 1, b.batch_size, cfg.seed + 1, dev, NORMALIZATION))
+        stages.pretrain_glance(frames, models["v1"], models["glance_locator"],
+                               dataclasses.replace(_stage(b), steps=b.glance_steps))
+        glance_init = models["v1"].glance
+    stages.train_baseline(ctx, "baseline.glance", models["glance_only"], cfg.baselines.glance,
+                          init_from=glance_init)
     stages.train_baseline(ctx, "baseline.full", models["full_frame"], cfg.baselines.full,
                           init_from=models["v1"].local)
     stages.v1_warmup(ctx, models["v1"], models["glance_only"], cfg.v1.warmup)
     if not run.is_done("v1.snapshot"):  # stage-1 weights = the random/centre-patch model
         models["random_patch"].load_state_dict(models["v1"].state_dict())
         run.finish("v1.snapshot", {})
+    if b.steps:
+        stages.box_warmup(boxes, "v1.boxes", models["v1"], _stage(b), b.oracle_fraction)
     stages.v1_ppo(ctx, models["v1"], cfg.v1.ppo)
     stages.v1_finetune(ctx, models["v1"], cfg.v1.finetune)
-    stages.v2_train(ctx, models["v2"], models["random_patch"], cfg.v2)
+    if not run.is_done("v2.init"):  # f_G, f_L, f_C from stage 1; the policy is new
+        state = {k: v for k, v in models["random_patch"].state_dict().items()
+                 if not k.startswith("policy.")}
+        models["v2"].load_state_dict(state, strict=False)
+        run.finish("v2.init", {})
+    if b.steps:
+        stages.box_warmup(boxes, "v2.boxes", models["v2"], _stage(b), b.oracle_fraction)
+    stages.v2_train(ctx, models["v2"], None, cfg.v2)
 
     results = _calibrate_all(cfg, run, models, val_source, dev, log)
     shipped = cfg.ship
@@ -98,11 +127,16 @@ def train(cfg: TrainConfig, *, device: str = "cpu", output: str | Path | None = 
     save_checkpoint(checkpoint, models[shipped], class_names,
                     normalization=NORMALIZATION,
                     skip_calibration=results[shipped]["calibration"], training=summary)
-    others = {k: v for k, v in models.items() if k != shipped}
+    others = {k: v for k, v in models.items() if k not in (shipped, "glance_locator")}
     compare = save_comparisons(checkpoint.with_name(f"{checkpoint.stem}.compare.pt"), others,
                                {m: r for m, r in results.items() if m != shipped}, shipped)
     log(f"wrote {checkpoint} ({shipped}) and {compare} in {seconds:.0f} s")
     return TrainResult(checkpoint, compare, shipped, seconds, dict(run.done))
+
+
+def _stage(b) -> StageSection:
+    """The box warm starts' optimiser settings as a stage section."""
+    return StageSection(steps=b.steps, lr=b.lr, weight_decay=b.weight_decay)
 
 
 def _calibrate_all(cfg: TrainConfig, run: RunState, models: dict[str, torch.nn.Module],

@@ -12,6 +12,12 @@ V1 (AdaFocus, ICCV 2021):
 V2 (AdaFocusV2, CVPR 2022): everything end to end through the differentiable
    crop, every batch also run with random patches, auxiliary CE heads on f_G and
    f_L, reference LR multipliers.
+Box warm starts (a departure from the papers; only sources that know the digit box,
+   see train.config.BoxWarmupSection): f_G learns where the digit is before the
+   baselines (`pretrain_glance`), and before V1's PPO and V2's end-to-end stage the
+   policy is fitted to the box while f_L / f_C learn on patches at the box
+   (`box_warmup`). Without them a uniform policy gives PPO no reward and V2 no
+   useful crop gradient within a CPU budget.
 
 Every loss is a cross-entropy on EVERY step of a causal sequence whose label
 may change mid-sequence, so the recurrent state learns to follow changes.
@@ -24,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adafocus.models import AdaFocus
+from adafocus.models.adafocus import Focus
 from adafocus.train.baselines import _Baseline
 from adafocus.train.config import PPOSection, StageSection, V2Section
 from adafocus.train.loop import Batch, StageContext, Update, run_stage, trainable
@@ -140,12 +147,14 @@ def v1_finetune(ctx: StageContext, model: AdaFocus, section: StageSection) -> di
     return run_stage(ctx, "v1.finetune", section, groups, step)
 
 
-def v2_train(ctx: StageContext, model: AdaFocus, init_from: AdaFocus,
+def v2_train(ctx: StageContext, model: AdaFocus, init_from: AdaFocus | None,
              section: V2Section) -> dict[str, float]:
     """End to end. Starts from the V1 warm-up's f_G, f_L, f_C (our stand-in for the
     ImageNet-pretrained backbones the V2 paper starts from); the policy is new."""
 
     def start() -> None:
+        if init_from is None:  # already initialised (and box-warmed) by the runner
+            return
         state = {k: v for k, v in init_from.state_dict().items() if not k.startswith("policy.")}
         model.load_state_dict(state, strict=False)
 
@@ -169,3 +178,101 @@ def v2_train(ctx: StageContext, model: AdaFocus, init_from: AdaFocus,
          "lr_mult": section.lr_classifier},
     ]
     return run_stage(ctx, "v2.train", section.train, groups, step, on_start=start)
+
+
+def target_location(model: AdaFocus, boxes: Tensor) -> Tensor:
+    """Digit boxes (..., 4) in pixels -> the V2 location (..., 2) in [0, 1] of the
+    patch centred on the digit (clamped inside the frame)."""
+    cfg = model.config
+    (h, w), p = cfg.frame_size, cfg.patch_size
+    cx = (boxes[..., 0] + boxes[..., 2]) / 2
+    cy = (boxes[..., 1] + boxes[..., 3]) / 2
+    return torch.stack([((cx - p / 2) / max(w - p, 1)).clamp(0, 1),
+                        ((cy - p / 2) / max(h - p, 1)).clamp(0, 1)], dim=-1)
+
+
+def target_cells(model: AdaFocus, location: Tensor) -> Tensor:
+    """V1: the grid cell (...,) whose patch origin is nearest each target location."""
+    cells = torch.arange(model.config.grid_cells, device=location.device)
+    grid = model.focus_from_cells(cells).location  # (G, 2)
+    return (location[..., None, :] - grid).square().sum(-1).argmin(-1)
+
+
+def pretrain_glance(ctx: StageContext, model: AdaFocus, locator: nn.Conv2d,
+                    section: StageSection) -> dict[str, float]:
+    """f_G + `locator` (1x1 conv to one logit per glance-map cell) learn which cell holds
+    the digit's centre; `ctx.sample(step)` gives (single-frame Batch, boxes)."""
+    h, w = model.glance.map_size
+    fh, fw = model.config.frame_size
+
+    def step(batch_boxes, update: Update) -> dict[str, float]:
+        batch, boxes = batch_boxes
+        model.glance.train()
+        fmap, _ = model.glance_features(batch.frames[:, 0])
+        logits = locator(fmap).flatten(1)
+        cx = ((boxes[:, 0, 0] + boxes[:, 0, 2]) / 2 * w / fw).long().clamp(0, w - 1)
+        cy = ((boxes[:, 0, 1] + boxes[:, 0, 3]) / 2 * h / fh).long().clamp(0, h - 1)
+        target = cy * w + cx
+        loss = F.cross_entropy(logits, target)
+        update(loss)
+        return {"loss": loss.item(), "acc": float((logits.argmax(1) == target).float().mean())}
+
+    return run_stage(ctx, "pretrain.glance", section,
+                     [{"params": trainable(model.glance, locator)}], step)
+
+
+def box_warmup(ctx: StageContext, name: str, model: AdaFocus, section: StageSection,
+               oracle_fraction: float) -> dict[str, float]:
+    """Policy fitted to the digit box (V1: CE to the nearest grid cell; V2: L1 to the
+    location), f_L + f_C on patches at the box for `oracle_fraction` of the frames and
+    at the policy's own (detached) choice otherwise; f_G frozen.
+    `ctx.sample(step)` gives (Batch, boxes (B, T, 4))."""
+    v1 = model.config.policy == "v1"
+
+    def step(batch_boxes, update: Update) -> dict[str, float]:
+        batch, boxes = batch_boxes
+        model.train()
+        _freeze(model.glance)
+        frames = batch.frames
+        b, steps = frames.shape[:2]
+        flat = frames.flatten(0, 1)
+        with torch.no_grad():
+            fmaps, g_pooled = model.glance_features(flat)
+        fmaps, g_pooled = fmaps.unflatten(0, (b, steps)), g_pooled.unflatten(0, (b, steps))
+        hidden, _ = model.initial_state(b, frames.device)
+        outs = []
+        for t in range(steps):
+            out = model.policy_step(fmaps[:, t], hidden)
+            hidden = out.hidden
+            outs.append(out)
+        target = target_location(model, boxes)
+        oracle = torch.rand(b * steps, device=frames.device) < oracle_fraction
+        if v1:
+            logits = torch.stack([o.logits.float() for o in outs], 1)
+            cells = target_cells(model, target)
+            policy_loss = F.cross_entropy(logits.flatten(0, 1), cells.flatten())
+            hit = float((logits.argmax(-1) == cells).float().mean())
+            chosen = torch.where(oracle, cells.flatten(), logits.argmax(-1).flatten())
+            focus = model.focus_from_cells(chosen)
+        else:
+            location = torch.stack([o.location.float() for o in outs], 1)
+            policy_loss = F.l1_loss(location, target)
+            hit = float(((location - target).abs().amax(-1) < 0.1).float().mean())
+            focus = Focus(location=torch.where(oracle[:, None], target.flatten(0, 1),
+                                               location.detach().flatten(0, 1)))
+        l_pooled = model.local_features(model.crop(flat, focus)).unflatten(0, (b, steps))
+        _, hidden = model.initial_state(b, frames.device)
+        step_logits = []
+        for t in range(steps):
+            logit, hidden = model.classifier_step(g_pooled[:, t], l_pooled[:, t], hidden)
+            step_logits.append(logit)
+        logits_c = torch.stack(step_logits, 1)
+        loss = (sequence_ce(logits_c, batch.labels)
+                + sequence_ce(model.local_head(l_pooled), batch.labels) + policy_loss)
+        update(loss)
+        return {"loss": loss.item(), "acc": accuracy(logits_c.detach(), batch.labels),
+                "hit": hit}
+
+    groups = [{"params": trainable(model.policy, model.local, model.local_head,
+                                   model.classifier)}]
+    return run_stage(ctx, name, section, groups, step)

@@ -1,0 +1,70 @@
+"""The box warm starts (a departure from the papers, moving digits only): the target a
+policy is fitted to puts the whole digit inside the patch, and fitting a V1 grid
+policy and a V2 continuous policy to it moves their patches towards the digit on
+held-out test scenes."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from adafocus.checkpoint import IMAGENET_NORMALIZATION
+from adafocus.config import preset
+from adafocus.data.moving_digits import MovingDigitsScene
+from adafocus.data.streams import DigitsSource
+from adafocus.models import AdaFocus
+from adafocus.train.config import StageSection
+from adafocus.train.data import box_sequence_sampler
+from adafocus.train.loop import StageContext
+from adafocus.train.stages import box_warmup, pretrain_glance, target_cells, target_location
+from adafocus.train.state import RunState
+
+CPU = torch.device("cpu")
+SMALL = preset("tiny", frame_size=(64, 64), glance_size=(16, 16), patch_size=32,
+               policy_grid=(3, 3), glance_channels=(8, 16), glance_strides=(2, 2),
+               local_channels=(8, 16), local_strides=(2, 2), policy_channels=4,
+               policy_hidden=32, classifier_hidden=16)
+
+
+@pytest.mark.parametrize("policy", ["v1", "v2"])
+def test_box_target_patch_contains_the_whole_digit(policy):
+    model = AdaFocus(preset("tiny", policy=policy))
+    scene = MovingDigitsScene(5, split="train")
+    boxes = torch.tensor([scene.digit_box(i) for i in range(0, 5000, 37)], dtype=torch.float32)
+    location = target_location(model, boxes)
+    focus = (model.focus_from_cells(target_cells(model, location)) if policy == "v1"
+             else model.locate(len(boxes), "center"))
+    if policy == "v2":
+        focus.location = location
+    patch = model.boxes(focus) * 128  # normalised (x0, y0, x1, y1) -> pixels
+    assert (patch[:, :2] <= boxes[:, :2] + 0.5).all() and (patch[:, 2:] >= boxes[:, 2:] - 0.5).all()
+
+
+def _miss(model, frames, boxes) -> float:
+    """Mean distance (location units, L-inf) of the policy's patch from the target."""
+    with torch.no_grad():
+        model.eval()
+        out = model.forward_clip(frames)
+    return float((out.locations - target_location(model, boxes)).abs().amax(-1).mean())
+
+
+@pytest.mark.parametrize("policy", ["v1", "v2"])
+def test_box_warmup_teaches_the_policy_where_the_digit_is(tmp_path, policy):
+    torch.manual_seed(0)
+    model = AdaFocus(dataclasses.replace(SMALL, policy=policy))
+    train = DigitsSource("train", 64, 64, scenes=16, cache=16)
+    held_out, held_boxes = box_sequence_sampler(
+        DigitsSource("test", 64, 64, scenes=8), 4, 3, 32, 1, CPU, IMAGENET_NORMALIZATION)(0)
+    before = _miss(model, held_out.frames, held_boxes)
+    locator = torch.nn.Conv2d(model.glance.out_channels, 1, 1)
+    run = RunState(tmp_path / "state.pt", {"test": 1}, {"m": model, "locator": locator})
+    frames = box_sequence_sampler(train, 1, 1, 32, 0, CPU, IMAGENET_NORMALIZATION)
+    ctx = StageContext(run, seed=0, sample=frames, save_every=1000, progress=False)
+    pretrain_glance(ctx, model, locator, StageSection(steps=60, lr=3e-3))
+    ctx.sample = box_sequence_sampler(train, 4, 3, 8, 0, CPU, IMAGENET_NORMALIZATION)
+    summary = box_warmup(ctx, "boxes", model, StageSection(steps=60, lr=3e-3), 0.5)
+    after = _miss(model, held_out.frames, held_boxes)
+    assert np.isfinite(summary["loss"])
+    # before: ~a constant guess; seeded, measured 0.59 -> 0.37 (v1), 0.37 -> 0.29 (v2)
+    assert after < 0.85 * before, (before, after)
