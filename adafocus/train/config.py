@@ -55,7 +55,6 @@ class DataSection:
     gap_mode: str = "random"
     change_fraction: float = 0.5
     batch_size: int = 32
-    workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -294,7 +293,6 @@ def _validate(cfg: TrainConfig) -> None:
            "is required when data.source is folder", d.root)
     for name in ("train_scenes", "val_scenes", "seq_len", "batch_size"):
         _check(getattr(d, name) >= 1, f"data.{name}", "must be >= 1", getattr(d, name))
-    _check(d.workers >= 0, "data.workers", "must be >= 0", d.workers)
     _check(d.fps > 0, "data.fps", "must be > 0", d.fps)
     _check(d.max_gap >= 1, "data.max_gap", "must be >= 1 frame", d.max_gap)
     _check(d.gap_mode in ("fixed", "random"), "data.gap_mode", "must be fixed or random",
