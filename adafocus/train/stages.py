@@ -25,6 +25,8 @@ may change mid-sequence, so the recurrent state learns to follow changes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -96,16 +98,25 @@ def v1_warmup(ctx: StageContext, model: AdaFocus, glance: _Baseline,
     def start() -> None:
         model.glance.load_state_dict(glance.backbone.state_dict())
 
+    groups = [{"params": trainable(model.local, model.classifier)}]
+    step = _patch_classifier_step(model, "random")
+    return run_stage(ctx, "v1.warmup", section, groups, step, on_start=start)
+
+
+def _patch_classifier_step(model: AdaFocus, patch_source: str) -> Callable[..., dict[str, float]]:
+    """V1's stages 1 and 3 share one step: f_L and f_C learn on patches from
+    `patch_source` ("random" in the warm-up, the fixed learned "policy" in
+    fine-tuning) while f_G and the policy stay frozen."""
+
     def step(batch: Batch, update: Update) -> dict[str, float]:
         model.train()
         _freeze(model.glance, model.policy)
-        out = model.forward_clip(batch.frames, "random")
+        out = model.forward_clip(batch.frames, patch_source)
         loss = sequence_ce(out.logits, batch.labels)
         update(loss)
         return {"loss": loss.item(), "acc": accuracy(out.logits.detach(), batch.labels)}
 
-    groups = [{"params": trainable(model.local, model.classifier)}]
-    return run_stage(ctx, "v1.warmup", section, groups, step, on_start=start)
+    return step
 
 
 def v1_ppo(ctx: StageContext, model: AdaFocus, section: PPOSection) -> dict[str, float]:
@@ -135,15 +146,8 @@ def v1_ppo(ctx: StageContext, model: AdaFocus, section: PPOSection) -> dict[str,
 
 
 def v1_finetune(ctx: StageContext, model: AdaFocus, section: StageSection) -> dict[str, float]:
-    def step(batch: Batch, update: Update) -> dict[str, float]:
-        model.train()
-        _freeze(model.glance, model.policy)
-        out = model.forward_clip(batch.frames, "policy")
-        loss = sequence_ce(out.logits, batch.labels)
-        update(loss)
-        return {"loss": loss.item(), "acc": accuracy(out.logits.detach(), batch.labels)}
-
     groups = [{"params": trainable(model.local, model.classifier)}]
+    step = _patch_classifier_step(model, "policy")
     return run_stage(ctx, "v1.finetune", section, groups, step)
 
 
