@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import zmq
 
@@ -137,6 +138,19 @@ def h264_clip(tmp_path_factory) -> Path:
         check=True, timeout=60,
     )  # fmt: skip
     return path
+
+
+@pytest.fixture
+def corrupt_h264_clip(h264_clip, tmp_path) -> Path:
+    """A copy of `h264_clip` with 300 random bytes every 6000 through its middle
+    half: packets fail to decode there, the start and the end still play."""
+    data = bytearray(h264_clip.read_bytes())
+    rng = np.random.default_rng(0)
+    for offset in range(len(data) // 4, len(data) * 3 // 4, 6000):
+        data[offset : offset + 300] = rng.integers(0, 256, 300, dtype=np.uint8).tobytes()
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(data))
+    return bad
 
 
 # ----------------------------------------------------------------- RTSP server

@@ -88,14 +88,9 @@ def test_file_producer_plays_the_whole_file_then_reports_ended_and_exits_0(
 
 
 def test_metrics_count_decoded_frames_and_decode_errors_in_multiprocess_mode(
-    make_ring, start_producer, events, h264_clip, tmp_path, monkeypatch
+    make_ring, start_producer, events, corrupt_h264_clip, tmp_path, monkeypatch
 ):
-    data = bytearray(h264_clip.read_bytes())
-    rng = np.random.default_rng(0)
-    for offset in range(len(data) // 4, len(data) * 3 // 4, 6000):
-        data[offset : offset + 300] = rng.integers(0, 256, 300, dtype=np.uint8).tobytes()
-    bad = tmp_path / "bad.mp4"
-    bad.write_bytes(bytes(data))
+    bad = corrupt_h264_clip
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))  # inherited by the child
