@@ -87,7 +87,8 @@ class AdaFocusConfig:
 
 _PRESETS: dict[str, dict[str, Any]] = {
     # Moving digits on a CPU: 128x128 frames, a 32x32 glance finds the digit, a 48 px
-    # patch holds a 20-28 px digit wherever it sits (7x7 grid step 13.3 px < 48 - 28).
+    # patch holds an 18-24 px digit (the scene's default) wherever it sits: the 7x7 grid
+    # steps 13.3 px, less than 48 - 28, so even a 28 px digit fits in some candidate.
     "tiny": {},
     # The AdaFocus reference setting: MobileNetV2 glance on 224, ResNet-50 on the patch.
     "paper": {
