@@ -69,17 +69,12 @@ def _with_fps(uri: str, fps: float) -> str:
 
 def serve(config: PipelineConfig, log_level: int) -> None:
     """Process target: the supervisor, as `adafocus-stream run` would run it."""
-    from stream.run import setup_logging
-    from stream.supervisor import Supervisor, SupervisorError, die_with_parent
+    from stream.run import setup_logging, supervise
+    from stream.supervisor import die_with_parent
 
     setup_logging(logging.getLevelName(log_level))
     die_with_parent()  # a killed demo takes its pipeline with it
-    try:
-        status = Supervisor(config).run()
-    except SupervisorError as exc:
-        print(f"adafocus-stream demo: {exc}", file=sys.stderr)
-        status = 2
-    sys.exit(status)
+    sys.exit(supervise(config, "adafocus-stream demo"))
 
 
 @dataclass

@@ -77,10 +77,17 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("adafocus.run").info(
             "serving shard %d/%d (from %s)", shard.index, shard.count, shard_source
         )
+    return supervise(config, "adafocus-stream run", path)
+
+
+def supervise(config: PipelineConfig, prog: str, config_path: str | None = None) -> int:
+    """Run the supervisor to the end; a start-up problem is one line on stderr,
+    prefixed by `prog`, and exit status 2. `run`, the demo and the bench's probes
+    all start the pipeline through here, so they fail alike."""
     from stream.supervisor import Supervisor, SupervisorError
 
     try:
-        return Supervisor(config, path).run()
+        return Supervisor(config, config_path).run()
     except SupervisorError as exc:
-        print(f"adafocus-stream run: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return EXIT_USAGE

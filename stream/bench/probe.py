@@ -57,16 +57,10 @@ def serve(config: PipelineConfig) -> None:
     only on stderr). Its metrics go to its own run folder, never to a
     PROMETHEUS_MULTIPROC_DIR the caller may have set (the supervisor empties it)."""
     os.environ.pop(MULTIPROC_ENV, None)
-    from stream.run import setup_logging
-    from stream.supervisor import Supervisor, SupervisorError
+    from stream.run import setup_logging, supervise
 
     setup_logging("WARNING")
-    try:
-        status = Supervisor(config).run()
-    except SupervisorError as exc:
-        print(f"adafocus-stream bench: pipeline did not start: {exc}", file=sys.stderr)
-        status = 2
-    sys.exit(status)
+    sys.exit(supervise(config, "adafocus-stream bench: pipeline did not start"))
 
 
 def stream_ids(count: int) -> list[str]:
