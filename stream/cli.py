@@ -1,8 +1,8 @@
 """`adafocus-stream`: one console script, one module per subcommand.
 
-Each subcommand module defines `configure(parser)` and `run(args) -> int`, and
-keeps heavy imports (PyTorch, PyAV) inside `run`, so `--help` and `subscribe`
-start without loading a model.
+Each subcommand module (`stream/commands/NAME.py`) defines `configure(parser)`
+and `run(args) -> int`, and keeps heavy imports (PyTorch, PyAV) inside `run`,
+so `--help` and `subscribe` start without loading a model.
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-# name -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("stream.run", "Run the pipeline described by a config file until SIGINT/SIGTERM."),
-    "demo": ("stream.demo", "Run the pipeline on synthetic digit cameras and watch it live."),
-    "proxy": ("stream.proxy", "Fan the PUB sockets of many workers into one endpoint."),
-    "subscribe": ("stream.subscribe", "Print results (and events) live from a publisher."),
-    "bench": ("stream.bench.main", "Measure real-time streams served vs the full-frame network."),
-    "train": ("stream.train_cmd", "Train AdaFocus and its baselines from a train config."),
-    "eval": ("stream.eval_cmd", "Compare AdaFocus with its baselines online on test streams."),
+# subcommand -> one-line help; each lives in stream/commands/<name>.py
+COMMANDS: dict[str, str] = {
+    "run": "Run the pipeline described by a config file until SIGINT/SIGTERM.",
+    "demo": "Run the pipeline on synthetic digit cameras and watch it live.",
+    "proxy": "Fan the PUB sockets of many workers into one endpoint.",
+    "subscribe": "Print results (and events) live from a publisher.",
+    "bench": "Measure real-time streams served vs the full-frame network.",
+    "train": "Train AdaFocus and its baselines from a train config.",
+    "eval": "Compare AdaFocus with its baselines online on test streams.",
 }
 
 
@@ -32,10 +32,10 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
         description="Real-time video recognition on live streams with online AdaFocus.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (module_name, help_text) in COMMANDS.items():
+    for name, help_text in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
-            module = importlib.import_module(module_name)
+            module = importlib.import_module(f"stream.commands.{name}")
             module.configure(command)
             command.set_defaults(_module=module)
     return parser

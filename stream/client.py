@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import zmq
-import zmq.auth
 
-from stream.messages import EVENT_PREFIX, LABEL_PREFIX, MessageError, decode
+from stream.wire.curve import connect_curve
+from stream.wire.messages import EVENT_PREFIX, LABEL_PREFIX, MessageError, decode
 
 
 @dataclass(frozen=True)
@@ -70,13 +70,7 @@ class Subscriber:
         self._socket.linger = 0
         self._socket.rcvhwm = rcvhwm
         if curve is not None:
-            public, secret = zmq.auth.load_certificate(curve.secret_key_file)
-            server_public, _ = zmq.auth.load_certificate(curve.server_key_file)
-            if not secret:
-                raise ValueError(f"{curve.secret_key_file}: has no secret key")
-            self._socket.curve_publickey = public
-            self._socket.curve_secretkey = secret
-            self._socket.curve_serverkey = server_public
+            connect_curve(self._socket, curve.secret_key_file, curve.server_key_file)
         prefixes = [LABEL_PREFIX] + ([EVENT_PREFIX] if events else [])
         for prefix in prefixes:
             for stream in sorted(self.streams) if self.streams is not None else [""]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from stream.uri import TRANSPORTS, SourceError, mask_uri, parse_source
+from stream.ingest.uri import TRANSPORTS, SourceError, mask_uri, parse_source
 
 STREAM_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")

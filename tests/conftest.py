@@ -21,13 +21,14 @@ import numpy as np
 import pytest
 import zmq
 
-from stream.messages import decode
-from stream.producer import ProducerSettings, StreamSpec, run_producer
+from stream.bench import rtsp_camera
+from stream.ingest.producer import ProducerSettings, StreamSpec, run_producer
 from stream.ring import NAME_PREFIX, SHM_DIR, FrameRing, ring_name
+from stream.wire.messages import decode
 
 REQUIRE_RTSP_ENV = "ADAFOCUS_REQUIRE_RTSP"
 SYSTEM_PYTHON = "/usr/bin/python3"
-RTSP_SERVER = Path(__file__).with_name("rtsp_server.py")
+RTSP_SERVER = Path(rtsp_camera.__file__)
 CLIP_FRAMES, CLIP_FPS, CLIP_SIZE = 100, 25, (320, 240)  # 4 s, keyframe every 10 frames
 
 # Reconnect quickly and give up on stalls fast: test runs are short.
@@ -157,7 +158,7 @@ def corrupt_h264_clip(h264_clip, tmp_path) -> Path:
 
 
 class RtspServer:
-    """tests/rtsp_server.py in a child process on 127.0.0.1."""
+    """stream/bench/rtsp_camera.py in a child process on 127.0.0.1."""
 
     def __init__(self, workdir: Path, clip: Path | None, mount: str, silent: bool):
         self.port = free_port()

@@ -19,7 +19,7 @@ from stream.config import (
     load_config,
     parse_config,
 )
-from stream.uri import parse_source
+from stream.ingest.uri import parse_source
 
 pytestmark = pytest.mark.timeout(60)
 

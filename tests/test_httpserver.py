@@ -19,10 +19,11 @@ import pytest
 import zmq
 
 from stream.config import PublishSection
-from stream.httpserver import HealthState, MetricsServer
-from stream.messages import event_frames
 from stream.metrics import MULTIPROC_ENV, reset_multiprocess_dir
-from stream.publisher import Forwarder, connect_push, send_nowait
+from stream.serve.forwarder import Forwarder
+from stream.serve.http import HealthState, MetricsServer
+from stream.wire.messages import event_frames
+from stream.wire.push import connect_push, send_nowait
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -27,8 +27,8 @@ from live_pipeline import (
     write_config,
 )
 
-from stream.messages import decode
-from stream.sharding import shard_of
+from stream.serve.sharding import shard_of
+from stream.wire.messages import decode
 
 pytestmark = [pytest.mark.slow, pytest.mark.rtsp, pytest.mark.timeout(150)]
 

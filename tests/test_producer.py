@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 from conftest import CLIP_FRAMES, free_port, wait_until
 
-from stream.metrics import multiprocess_registry
-from stream.producer import (
+from stream.ingest.producer import (
     EXIT_PERMANENT,
     ProducerSettings,
     StreamSpec,
     backoff_delay,
     run_producer,
 )
-from stream.sources.synthetic import PatternScene
+from stream.ingest.sources.synthetic import PatternScene
+from stream.metrics import multiprocess_registry
 
 ONE_TRY = ProducerSettings(
     backoff_initial_s=0.1, backoff_max_s=0.2, stall_timeout_s=2.0, open_timeout_s=2.0,
@@ -162,7 +162,7 @@ def test_passwords_never_reach_the_log_lines_either(make_ring):
     code = textwrap.dedent(f"""
         import logging
         logging.basicConfig(level=logging.INFO)
-        from stream.producer import ProducerSettings, StreamSpec, run_producer
+        from stream.ingest.producer import ProducerSettings, StreamSpec, run_producer
         spec = StreamSpec("cam", "rtsp://admin:hunter2@127.0.0.1:{free_port()}/cam?token=t0ken")
         run_producer(spec, {ring.name!r}, "tcp://127.0.0.1:{free_port()}",
                      ProducerSettings(backoff_initial_s=0.05, max_attempts=2))

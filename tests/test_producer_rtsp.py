@@ -1,5 +1,5 @@
 """Producers against a real RTSP camera: Debian's gst-rtsp-server on 127.0.0.1
-(tests/rtsp_server.py), started, killed, restarted and frozen by the tests."""
+(stream/bench/rtsp_camera.py), started, killed, restarted and frozen by the tests."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import CLIP_FRAMES, FAST, wait_until
 
-from stream.producer import EXIT_PERMANENT, ProducerSettings
+from stream.ingest.producer import EXIT_PERMANENT, ProducerSettings
 
 pytestmark = pytest.mark.rtsp
 H, W = 120, 160  # the ring's size: every frame is scaled on the decoder side

@@ -16,7 +16,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from stream.proxy import CurveKeys, FanInProxy, ProxyError, resolve_endpoint
+from stream.wire.proxy import CurveKeys, FanInProxy, ProxyError, resolve_endpoint
 
 pytestmark = pytest.mark.timeout(60)
 

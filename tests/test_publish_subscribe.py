@@ -20,9 +20,18 @@ import zmq.auth
 
 from stream.client import CurveClient, Subscriber
 from stream.config import CurveSection, PublishSection
-from stream.messages import LABEL_KEYS, SCHEMA_VERSION, decode, encode, event_frames, label_topic
 from stream.metrics import PipelineMetrics
-from stream.publisher import Forwarder, connect_push, label_frames, send_nowait
+from stream.serve.forwarder import Forwarder
+from stream.wire.messages import (
+    LABEL_KEYS,
+    SCHEMA_VERSION,
+    decode,
+    encode,
+    event_frames,
+    label_frames,
+    label_topic,
+)
+from stream.wire.push import connect_push, send_nowait
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from stream.sharding import Shard, ShardError, owns, parse_shard, shard_from_env, shard_of
+from stream.serve.sharding import Shard, ShardError, owns, parse_shard, shard_from_env, shard_of
 
 STREAM_IDS = [f"cam-{i:04d}" for i in range(1000)]
 
@@ -38,7 +38,7 @@ def test_streams_spread_over_all_shards() -> None:
 def test_assignment_is_the_same_in_another_process() -> None:
     """Python's hash() is salted per process; the assignment must not be."""
     code = (
-        "from stream.sharding import shard_of;"
+        "from stream.serve.sharding import shard_of;"
         "print(','.join(str(shard_of(f'cam-{i:04d}', 5)) for i in range(100)))"
     )
     out = subprocess.run(

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from conftest import CLIP_FRAMES
 
-from stream.sources import open_source
-from stream.sources.synthetic import PatternScene
-from stream.uri import (
+from stream.ingest.sources import open_source
+from stream.ingest.sources.synthetic import PatternScene
+from stream.ingest.uri import (
     SourceError,
     SourceUnavailable,
     mask_uri,

@@ -20,7 +20,7 @@ from pipeline_harness import (
     pipeline_config,
 )
 
-from stream.worker import TEST_HANG_FILE_ENV
+from stream.infer.worker import TEST_HANG_FILE_ENV
 
 pytestmark = pytest.mark.slow
 

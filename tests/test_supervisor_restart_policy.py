@@ -4,7 +4,7 @@ give-up instead of an endless restart storm."""
 
 from __future__ import annotations
 
-from stream.supervisor import Backoff, RestartPolicy
+from stream.serve.supervisor import Backoff, RestartPolicy
 
 POLICY = RestartPolicy(initial_s=0.5, max_s=4.0, max_restarts=5, window_s=60.0, stable_s=30.0)
 

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stream.messages import decode
+from stream.infer.worker import InferenceWorker, WorkerSettings, WorkerStream
 from stream.metrics import PipelineMetrics
-from stream.worker import InferenceWorker, WorkerSettings, WorkerStream
+from stream.wire.messages import decode
 
 SIZE = (64, 64)
 

@@ -7,7 +7,7 @@ every pipeline process the bench starts.
 import argparse
 import sys
 
-from stream.bench import main
+from stream.commands import bench as main
 
 parser = argparse.ArgumentParser(prog="python -m stream.bench", description=main.__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

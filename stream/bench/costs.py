@@ -17,8 +17,9 @@ import numpy as np
 import zmq
 
 from stream.bench.analysis import FrameCosts
-from stream.publisher import label_frames, send_nowait
 from stream.ring import FrameRing, ring_name
+from stream.wire.messages import label_frames
+from stream.wire.push import send_nowait
 
 
 def measure(height: int, width: int, frames: int = 400) -> FrameCosts:

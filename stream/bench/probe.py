@@ -57,7 +57,7 @@ def serve(config: PipelineConfig) -> None:
     only on stderr). Its metrics go to its own run folder, never to a
     PROMETHEUS_MULTIPROC_DIR the caller may have set (the supervisor empties it)."""
     os.environ.pop(MULTIPROC_ENV, None)
-    from stream.run import setup_logging, supervise
+    from stream.commands.run import setup_logging, supervise
 
     setup_logging("WARNING")
     sys.exit(supervise(config, "adafocus-stream bench: pipeline did not start"))

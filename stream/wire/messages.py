@@ -7,8 +7,9 @@ so the schema lives in one place.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import msgpack
 
@@ -74,3 +75,49 @@ def decode(frames: list[bytes]) -> tuple[str, dict[str, Any]]:
     if topic != (LABEL_PREFIX if kind == "label" else EVENT_PREFIX) + payload["stream"]:
         raise MessageError(f"topic {topic!r} does not match stream {payload['stream']!r}")
     return kind, payload
+
+
+class StepResultLike(Protocol):
+    """What `label_frames` needs from adafocus.StepResult (kept structural so this
+    module does not import the model library and its PyTorch)."""
+
+    label: str
+    class_id: int
+    score: float
+    topk: Sequence[tuple[str, float]]
+    patch: tuple[float, float, float, float] | None
+    skipped: bool
+    gflops: float
+    gflops_full: float
+
+
+def label_frames(
+    stream_id: str,
+    seq: int,
+    pts: float | None,
+    t_capture: float,
+    result: StepResultLike,
+    truth: str | None = None,
+) -> list[bytes]:
+    """A ready-to-send `label.<stream>` message (schema v1, CONTRACTS.md), stamped `t_publish`
+    now. `truth` (the ground-truth class name, known for synthetic cameras) is
+    added only when given."""
+    payload: dict[str, Any] = {
+        "v": SCHEMA_VERSION,
+        "stream": stream_id,
+        "seq": int(seq),
+        "pts": None if pts is None else float(pts),
+        "t_capture": float(t_capture),
+        "t_publish": time.time(),
+        "label": str(result.label),
+        "class_id": int(result.class_id),
+        "score": float(result.score),
+        "topk": [[str(name), float(p)] for name, p in result.topk],
+        "patch": None if result.patch is None else [float(v) for v in result.patch],
+        "skipped": bool(result.skipped),
+        "gflops": float(result.gflops),
+        "gflops_full": float(result.gflops_full),
+    }
+    if truth is not None:
+        payload["truth"] = str(truth)
+    return [label_topic(stream_id), encode(payload)]

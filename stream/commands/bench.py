@@ -25,12 +25,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from stream.exitcodes import EXIT_USAGE
+
 MODES = {  # window_s, warmup_s, precision, budget_s (probe time), clips, growth
     "full": (10.0, 2.0, 0.25, 450.0, 8, 2),
     "quick": (4.0, 1.5, 0.5, 75.0, 4, 4),
 }
 DEFAULT_CHECKPOINT = "builtin:digits"
-EXIT_USAGE = 2
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

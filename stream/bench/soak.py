@@ -1,7 +1,7 @@
 """Soak test: does a pipeline that runs for hours stay the same size?
 
-    python -m stream.soak                      # 30 min, 8 streams, JSON in bench-results/
-    python -m stream.soak --minutes 3 --reload-every 20 --rtsp-restart-every 60
+    python -m stream.bench.soak                      # 30 min, 8 streams, JSON in bench-results/
+    python -m stream.bench.soak --minutes 3 --reload-every 20 --rtsp-restart-every 60
 
 Runs the real `adafocus-stream run` with 8 streams (2 from a local RTSP server,
 the rest synthetic cameras), replaces one stream by a new one through a SIGHUP
@@ -13,7 +13,7 @@ first sample after warm-up and the last one, and writes every sample to JSON.
 Growth that keeps pace with the number of reloads is a leak; a plateau is not.
 
 Not a CI test: it takes as long as you ask. The RTSP server is the tests' own
-(tests/rtsp_server.py, Debian's gst-rtsp-server through /usr/bin/python3) fed
+(stream/bench/rtsp_camera.py, Debian's gst-rtsp-server through /usr/bin/python3) fed
 with a clip ffmpeg makes; `--synthetic-only`, or a machine without them, uses
 synthetic cameras only.
 """
@@ -41,8 +41,7 @@ import yaml
 from stream.client import Subscriber
 from stream.ring import NAME_PREFIX, SHM_DIR
 
-REPO = Path(__file__).resolve().parents[1]
-RTSP_SERVER = REPO / "tests" / "rtsp_server.py"
+RTSP_SERVER = Path(__file__).with_name("rtsp_camera.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
 RTSP_STREAMS = 2
 
@@ -96,7 +95,7 @@ def dir_bytes(path: Path) -> int:
 
 
 class RtspCamera:
-    """tests/rtsp_server.py serving a looping-length H.264 clip on 127.0.0.1."""
+    """rtsp_camera.py serving a looping-length H.264 clip on 127.0.0.1."""
 
     def __init__(self, workdir: Path, seconds: int) -> None:
         self.port = free_port()

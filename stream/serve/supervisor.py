@@ -49,8 +49,10 @@ from typing import Any
 import zmq
 
 from stream.config import ConfigError, PipelineConfig, StreamSection, load_config
-from stream.httpserver import HealthState, MetricsServer
-from stream.messages import event_frames
+from stream.exitcodes import EXIT_MODEL_ERROR, EXIT_OK, EXIT_PERMANENT
+from stream.infer.worker import WorkerSettings, WorkerStream, run_worker
+from stream.ingest.producer import ProducerSettings, StreamSpec, run_producer
+from stream.ingest.uri import mask_uri
 from stream.metrics import (
     MULTIPROC_ENV,
     WORKER_IDENTIFIER,
@@ -60,18 +62,16 @@ from stream.metrics import (
     reset_multiprocess_dir,
     use_process_identifier,
 )
-from stream.producer import ProducerSettings, StreamSpec, run_producer
-from stream.publisher import Forwarder, connect_push, send_nowait
 from stream.ring import FrameRing, ring_name, sweep_stale_segments
-from stream.sharding import owns
-from stream.uri import mask_uri
-from stream.worker import EXIT_MODEL_ERROR, WorkerSettings, WorkerStream, run_worker
+from stream.serve.forwarder import Forwarder
+from stream.serve.http import HealthState, MetricsServer
+from stream.serve.sharding import owns
+from stream.wire.messages import event_frames
+from stream.wire.push import connect_push, send_nowait
 
 log = logging.getLogger("adafocus.supervisor")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 
-PRODUCER_ENDED = 0
-PRODUCER_PERMANENT = 3
 WORKER_STALL_DETAIL = "inference worker restarting"
 STOP_DETAIL = "pipeline stopped"
 
@@ -170,7 +170,7 @@ class _Stream:
 class _Worker:
     process: BaseProcess
     control: Connection
-    heartbeat: Any  # shared double, see stream.worker.Heartbeat
+    heartbeat: Any  # shared double, see stream.infer.worker.Heartbeat
     started: float
     ready_at: float | None = None
 
@@ -586,11 +586,11 @@ class Supervisor:
         process.join()
         mark_process_dead(producer_identifier(stream.slot))
         stream.process = None
-        if code == PRODUCER_ENDED:
+        if code == EXIT_OK:
             stream.finished = True
             log.info("stream %s: producer finished (source ended)", sid)
             return
-        if code == PRODUCER_PERMANENT:
+        if code == EXIT_PERMANENT:
             stream.finished = True
             log.warning("stream %s: source failed permanently; not restarting", sid)
             return

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from stream.exitcodes import EXIT_USAGE
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", nargs="?", default="builtin:digits",
@@ -32,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if args.streams < 1 or args.seconds <= 0 or args.fps <= 0:
         print("adafocus-stream eval: --streams, --seconds and --fps must be positive",
               file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = EvalSettings(streams=args.streams, seconds=args.seconds, fps=args.fps,
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
                           progress=not args.no_progress)
     except (CheckpointError, ValueError) as exc:
         print(f"adafocus-stream eval: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     for t in report["targets"]:
         print(f"{'met' if t['met'] else 'MISSED'}: {t['target']} ({t['detail']})")
     print(f"wrote {args.out}/report.json, report.md, plot.png")

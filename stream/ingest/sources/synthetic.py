@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from stream.sources import DecodedFrame
-from stream.uri import SourceError, SourceSpec
+from stream.ingest.sources import DecodedFrame
+from stream.ingest.uri import SourceError, SourceSpec
 
 
 class Scene(Protocol):

@@ -34,12 +34,9 @@ from typing import Any
 
 import zmq
 
-from stream.messages import event_frames
-from stream.metrics import PipelineMetrics
-from stream.publisher import connect_push, send_nowait
-from stream.ring import FrameRing
-from stream.sources import Source, open_source
-from stream.uri import (
+from stream.exitcodes import EXIT_CRASH, EXIT_OK, EXIT_PERMANENT
+from stream.ingest.sources import Source, open_source
+from stream.ingest.uri import (
     SourceError,
     SourceSpec,
     SourceTimeout,
@@ -47,16 +44,17 @@ from stream.uri import (
     mask_uri,
     parse_source,
 )
-
-EXIT_OK = 0
-EXIT_PERMANENT = 3
+from stream.metrics import PipelineMetrics
+from stream.ring import FrameRing
+from stream.wire.messages import event_frames
+from stream.wire.push import connect_push, send_nowait
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class StreamSpec:
-    """A configured stream. `options`: see `stream.uri.parse_source`
+    """A configured stream. `options`: see `stream.ingest.uri.parse_source`
     (transport, realtime, av_options)."""
 
     id: str
@@ -262,7 +260,7 @@ def run_producer(
         os._exit(EXIT_OK)
     ring.close()
     _close(events, context)
-    sys.exit(outcome[0] if outcome else 1)
+    sys.exit(outcome[0] if outcome else EXIT_CRASH)
 
 
 def _guarded(producer: Producer) -> int:

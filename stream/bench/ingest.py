@@ -1,6 +1,6 @@
 """Ingestion benchmark: decode + resize + ring throughput, and the ring's cost.
 
-    python -m stream.bench_ingest [--frames 600] [--frame-size 224x224] [--out FILE]
+    python -m stream.bench.ingest [--frames 600] [--frame-size 224x224] [--out FILE]
 
 1. Throughput: for 640x360 and 1280x720 H.264 clips (made with ffmpeg), 1 and 4
    real producer processes (`run_producer`, files played as fast as possible)
@@ -32,9 +32,9 @@ import av
 import numpy as np
 import zmq
 
-from stream.messages import decode
-from stream.producer import ProducerSettings, StreamSpec, run_producer
+from stream.ingest.producer import ProducerSettings, StreamSpec, run_producer
 from stream.ring import FrameRing, ring_name
+from stream.wire.messages import decode
 
 RESOLUTIONS = ((640, 360), (1280, 720))
 STREAM_COUNTS = (1, 4)

@@ -19,9 +19,8 @@ import logging
 import sys
 
 from stream.config import ConfigError, PipelineConfig, ShardSection, load_config
-from stream.sharding import ShardError, parse_shard, shard_from_env
-
-EXIT_USAGE = 2
+from stream.exitcodes import EXIT_USAGE
+from stream.serve.sharding import ShardError, parse_shard, shard_from_env
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +40,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def setup_logging(level: str) -> None:
     """One line per event on stderr, with the process-independent logger names
     (adafocus.supervisor, adafocus.worker, ...)."""
-    from stream.supervisor import LOG_FORMAT
+    from stream.serve.supervisor import LOG_FORMAT
 
     logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
 
@@ -84,7 +83,7 @@ def supervise(config: PipelineConfig, prog: str, config_path: str | None = None)
     """Run the supervisor to the end; a start-up problem is one line on stderr,
     prefixed by `prog`, and exit status 2. `run`, the demo and the bench's probes
     all start the pipeline through here, so they fail alike."""
-    from stream.supervisor import Supervisor, SupervisorError
+    from stream.serve.supervisor import Supervisor, SupervisorError
 
     try:
         return Supervisor(config, config_path).run()

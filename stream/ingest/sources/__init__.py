@@ -4,7 +4,7 @@ small interface.
 `open_source(spec, height, width, ...)` connects (or opens, or starts
 rendering) and returns a `Source` whose `frames()` yields `DecodedFrame`s that
 are already (height, width, 3) uint8 RGB, the ring's size, so the producer
-only copies them into a slot. Failures are `stream.uri` errors: `SourceError`
+only copies them into a slot. Failures are `stream.ingest.uri` errors: `SourceError`
 (permanent), `SourceUnavailable` (retry), `SourceTimeout` (stalled).
 
 PyAV is imported only when a PyAV source is opened, so a synthetic-only
@@ -20,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from stream.uri import SourceSpec
+from stream.ingest.uri import SourceSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +59,10 @@ def open_source(
     the time without a decodable frame; `on_decode_error` is called once per
     corrupt packet or frame that was skipped."""
     if spec.kind == "synthetic":
-        from stream.sources.synthetic import SyntheticSource
+        from stream.ingest.sources.synthetic import SyntheticSource
 
         return SyntheticSource(spec, height, width, stop)
-    from stream.sources.av_source import AVSource
+    from stream.ingest.sources.av_source import AVSource
 
     return AVSource(
         spec,

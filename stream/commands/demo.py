@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from stream.config import ConfigError, PipelineConfig, default_demo_config, parse_config
+from stream.exitcodes import EXIT_USAGE
 
 DEFAULT_CHECKPOINT = "builtin:digits"
 TRAIN_CONFIG = "adafocus/configs/digits-tiny.yaml"  # writes adafocus/checkpoints/digits.pt
@@ -69,8 +70,8 @@ def _with_fps(uri: str, fps: float) -> str:
 
 def serve(config: PipelineConfig, log_level: int) -> None:
     """Process target: the supervisor, as `adafocus-stream run` would run it."""
-    from stream.run import setup_logging, supervise
-    from stream.supervisor import die_with_parent
+    from stream.commands.run import setup_logging, supervise
+    from stream.serve.supervisor import die_with_parent
 
     setup_logging(logging.getLevelName(log_level))
     die_with_parent()  # a killed demo takes its pipeline with it
@@ -156,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
             )
             return 0
         print(f"adafocus-stream demo: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     from stream.client import Subscriber
 
     level = logging.INFO if args.verbose else logging.WARNING

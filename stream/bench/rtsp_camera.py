@@ -1,11 +1,12 @@
-"""A real RTSP camera for the tests: Debian's gst-rtsp-server serving an H.264 file.
+"""A real RTSP camera on loopback: Debian's gst-rtsp-server serving an H.264 file.
 
 Run with the system interpreter (`/usr/bin/python3`), which has python3-gi; the
-project's venv does not. The test fixture starts it as a child process, waits
-until the port accepts connections and kills it at teardown.
+project's venv does not, so it imports nothing from the project. The tests and
+the soak start it as a child process (`RTSP_CAMERA` is its path), wait until the
+port accepts connections and kill it at teardown.
 
-    /usr/bin/python3 tests/rtsp_server.py --port 8554 --mount /clip --file clip.mp4
-    /usr/bin/python3 tests/rtsp_server.py --port 8554 --silent
+    /usr/bin/python3 stream/bench/rtsp_camera.py --port 8554 --mount /clip --file clip.mp4
+    /usr/bin/python3 stream/bench/rtsp_camera.py --port 8554 --silent
 
 Every client gets its own media (not shared), so each connection plays the
 file from its first frame: a test can compare what it received with the file
@@ -58,7 +59,7 @@ def serve_rtsp(port: int, mount: str, path: str) -> None:
     factory.set_shared(False)
     server.get_mount_points().add_factory(mount, factory)
     if server.attach(None) == 0:
-        sys.exit(f"rtsp_server: cannot listen on 127.0.0.1:{port}")
+        sys.exit(f"rtsp_camera: cannot listen on 127.0.0.1:{port}")
     loop = GLib.MainLoop()
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, loop.quit)
     loop.run()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from stream.exitcodes import EXIT_USAGE
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="train config YAML, e.g. adafocus/configs/digits-tiny.yaml")
@@ -30,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         resolve_device(args.device)
     except (TrainConfigError, ValueError) as exc:
         print(f"adafocus-stream train: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -38,6 +40,6 @@ def run(args: argparse.Namespace) -> int:
                        progress=not args.no_progress)
     except ResumeError as exc:
         print(f"adafocus-stream train: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     print(f"trained in {result.seconds:.0f} s; shipped {result.shipped} -> {result.checkpoint}")
     return 0

@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterator
 import av
 from av.video.reformatter import VideoReformatter
 
-from stream.sources import DecodedFrame
-from stream.uri import SourceError, SourceSpec, SourceTimeout, SourceUnavailable, redact
+from stream.ingest.sources import DecodedFrame
+from stream.ingest.uri import SourceError, SourceSpec, SourceTimeout, SourceUnavailable, redact
 
 EARLY_END_SLACK_S = 0.5  # a file ending this much before its stated duration was cut short
 MAX_LAG_S = 1.0  # paced playback this far behind the clock resynchronises instead of racing

@@ -1,4 +1,4 @@
-"""`adafocus-stream proxy`: one endpoint for subscribers in front of many workers.
+"""The fan-in proxy: one endpoint for subscribers in front of many workers.
 
 With streams sharded over several workers, every worker publishes its own
 streams on its own PUB socket. The proxy connects an XSUB socket to all of them
@@ -17,21 +17,20 @@ full, exactly like a worker's own PUB socket.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ipaddress
 import logging
-import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
-import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
+
+from stream.wire.curve import CurveError, connect_curve, serve_curve
 
 log = logging.getLogger("adafocus.proxy")
 
@@ -113,16 +112,6 @@ class CurveKeys:
     authorized_clients: Path | None = None
 
 
-def _load(path: Path, need_secret: bool) -> tuple[bytes, bytes | None]:
-    try:
-        public, secret = zmq.auth.load_certificate(path)
-    except (OSError, ValueError) as exc:
-        raise ProxyError(f"cannot read CURVE key file {path}: {exc}") from exc
-    if need_secret and not secret:
-        raise ProxyError(f"CURVE key file {path} has no secret key")
-    return public, secret
-
-
 class FanInProxy:
     """XSUB connected to every worker, XPUB bound for subscribers.
 
@@ -169,23 +158,17 @@ class FanInProxy:
     def _secure(self, context: zmq.Context, keys: CurveKeys) -> None:
         if (keys.server_public is None) != (keys.client_cert is None):
             raise ProxyError("CURVE to the workers needs both the server key and a client key")
-        if keys.server_public is not None and keys.client_cert is not None:
-            self.backend.curve_serverkey = _load(keys.server_public, need_secret=False)[0]
-            public, secret = _load(keys.client_cert, need_secret=True)
-            self.backend.curve_publickey = public
-            self.backend.curve_secretkey = secret
         if (keys.secret_cert is None) != (keys.authorized_clients is None):
             raise ProxyError("CURVE for subscribers needs both a secret key and a client dir")
-        if keys.secret_cert is not None and keys.authorized_clients is not None:
-            if not keys.authorized_clients.is_dir():
-                raise ProxyError(f"authorized clients {keys.authorized_clients} is not a directory")
-            public, secret = _load(keys.secret_cert, need_secret=True)
-            self._auth = ThreadAuthenticator(context)
-            self._auth.start()
-            self._auth.configure_curve(domain="*", location=str(keys.authorized_clients))
-            self.frontend.curve_server = True
-            self.frontend.curve_publickey = public
-            self.frontend.curve_secretkey = secret
+        try:
+            if keys.server_public is not None and keys.client_cert is not None:
+                connect_curve(self.backend, keys.client_cert, keys.server_public)
+            if keys.secret_cert is not None and keys.authorized_clients is not None:
+                self._auth = serve_curve(
+                    context, self.frontend, keys.secret_cert, keys.authorized_clients
+                )
+        except CurveError as exc:
+            raise ProxyError(str(exc)) from None
 
     @property
     def frontend_endpoint(self) -> str:
@@ -246,75 +229,3 @@ class FanInProxy:
         if self._auth is not None:
             self._auth.stop()
             self._auth = None
-
-
-def _endpoint_list(values: Sequence[str]) -> list[str]:
-    return [part.strip() for value in values for part in value.split(",") if part.strip()]
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--connect",
-        action="append",
-        required=True,
-        metavar="ENDPOINT",
-        help="a worker's PUB endpoint, e.g. tcp://worker-0:5556; repeat or comma-separate. "
-        "A DNS name is re-resolved periodically and every address it names is used.",
-    )
-    parser.add_argument(
-        "--bind",
-        default=DEFAULT_BIND,
-        help=f"endpoint subscribers connect to (default {DEFAULT_BIND})",
-    )
-    parser.add_argument(
-        "--resolve-interval",
-        type=float,
-        default=DEFAULT_RESOLVE_INTERVAL_S,
-        metavar="SECONDS",
-        help="how often DNS names are re-resolved (default %(default)s)",
-    )
-    parser.add_argument("--hwm", type=int, default=10_000, help="queue limit per peer")
-    parser.add_argument("--curve-server-key", type=Path, help="workers' public key file")
-    parser.add_argument("--curve-client-key", type=Path, help="the proxy's key pair file")
-    parser.add_argument("--curve-secret-key", type=Path, help="key pair served to subscribers")
-    parser.add_argument(
-        "--curve-authorized-clients", type=Path, help="directory of subscriber public keys"
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s proxy %(levelname)s %(message)s")
-    if args.resolve_interval <= 0:
-        log.error("--resolve-interval must be positive")
-        return 2
-    curve = CurveKeys(
-        server_public=args.curve_server_key,
-        client_cert=args.curve_client_key,
-        secret_cert=args.curve_secret_key,
-        authorized_clients=args.curve_authorized_clients,
-    )
-    context = zmq.Context()
-    try:
-        proxy = FanInProxy(
-            context,
-            _endpoint_list(args.connect),
-            bind=args.bind,
-            resolve_interval_s=args.resolve_interval,
-            hwm=args.hwm,
-            curve=curve,
-        )
-    except ProxyError as exc:
-        log.error("%s", exc)
-        context.term()
-        return 2
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    log.info("serving subscribers on %s", proxy.frontend_endpoint)
-    try:
-        proxy.serve(stop)
-    finally:
-        proxy.close()
-        context.term()
-    log.info("stopped")
-    return 0

@@ -30,15 +30,13 @@ from typing import Any, Protocol
 import numpy as np
 import zmq
 
+from stream.exitcodes import EXIT_MODEL_ERROR
 from stream.metrics import PipelineMetrics
-from stream.publisher import connect_push, label_frames, send_nowait
 from stream.ring import FrameMeta, FrameRing
+from stream.wire.messages import label_frames
+from stream.wire.push import connect_push, send_nowait
 
 log = logging.getLogger("adafocus.worker")
-
-# Exit status of a worker that cannot load its model: a configuration problem,
-# so the supervisor reports it once and stops instead of restarting forever.
-EXIT_MODEL_ERROR = 2
 
 # Test-only fault injection: when this variable names a file and the file
 # exists, the worker deletes it and then stops ticking (sleeps forever), exactly
