@@ -48,6 +48,15 @@ _BOUNDS = {
 }
 
 
+class FieldProblem(ValueError):
+    """Raised by a model validator for a problem of one of its fields (or a key path
+    below it, "streams[1].id"), so the report names that key and not the section."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(problem)
+        self.field = field
+
+
 class Schema(BaseModel):
     """Base of every validated section: unknown keys are errors, values frozen."""
 
@@ -123,11 +132,17 @@ def problems(error: ValidationError, model: type[BaseModel], prefix: str = "") -
 
     Values are echoed only where they are numbers or short literals that cannot
     be secrets (a bound that was not met); strings are never echoed."""
+    # Unknown keys first: a misspelt key explains the problems that follow from it.
+    items = sorted(error.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
     lines = []
-    for item in error.errors(include_url=False):
+    for item in items:
         path = key_path([prefix, *item["loc"]] if prefix else item["loc"])
-        lines.append(f"{path or prefix or 'config'}: {_message(item, model)}")
+        cause = (item.get("ctx") or {}).get("error")
+        if isinstance(cause, FieldProblem):
+            joint = "" if not path or cause.field.startswith("[") else "."
+            path = f"{path}{joint}{cause.field}"
+        lines.append(f"{path or 'config'}: {_message(item, model)}")
     return lines
 
 
-__all__ = ["Schema", "ValidationError", "key_path", "problems"]
+__all__ = ["FieldProblem", "Schema", "ValidationError", "key_path", "problems"]
