@@ -220,7 +220,8 @@ def test_curve_admits_only_authorized_clients(forwarder, push, tmp_path) -> None
     for name in ("server", "good", "stranger"):
         zmq.auth.create_certificates(certs, name)
     shutil.copy(certs / "good.key", authorized)
-    fwd = forwarder(curve=CurveSection(certs / "server.key_secret", authorized))
+    fwd = forwarder(curve=CurveSection(server_secret_key=certs / "server.key_secret",
+                                      authorized_clients=authorized))
     sender = push(fwd.internal_endpoint)
     server_key = certs / "server.key"
     with (

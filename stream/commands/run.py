@@ -14,7 +14,6 @@ fixed for the life of the process: a SIGHUP reload keeps it.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 
@@ -40,7 +39,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def setup_logging(level: str) -> None:
     """One line per event on stderr, with the process-independent logger names
     (adafocus.supervisor, adafocus.worker, ...)."""
-    from stream.serve.supervisor import LOG_FORMAT
+    from stream.serve.children import LOG_FORMAT
 
     logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
 
@@ -57,7 +56,8 @@ def with_shard(config: PipelineConfig, flag: str | None) -> tuple[PipelineConfig
         shard, source = shard_from_env(), "the environment"
     if shard is None:
         return config, "the config"
-    return dataclasses.replace(config, shard=ShardSection(shard.index, shard.count)), source
+    section = ShardSection(index=shard.index, count=shard.count)
+    return config.model_copy(update={"shard": section}), source
 
 
 def run(args: argparse.Namespace) -> int:
