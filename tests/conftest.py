@@ -22,7 +22,8 @@ import pytest
 import zmq
 
 from stream.bench import rtsp_camera
-from stream.ingest.producer import ProducerSettings, StreamSpec, run_producer
+from stream.config import IngestSection, StreamSection
+from stream.ingest.producer import run_producer
 from stream.ring import NAME_PREFIX, SHM_DIR, FrameRing, ring_name
 from stream.wire.messages import decode
 
@@ -32,7 +33,7 @@ RTSP_SERVER = Path(rtsp_camera.__file__)
 CLIP_FRAMES, CLIP_FPS, CLIP_SIZE = 100, 25, (320, 240)  # 4 s, keyframe every 10 frames
 
 # Reconnect quickly and give up on stalls fast: test runs are short.
-FAST = ProducerSettings(
+FAST = IngestSection(
     backoff_initial_s=0.2, backoff_max_s=1.0, stall_timeout_s=2.0, open_timeout_s=3.0
 )
 
@@ -288,16 +289,19 @@ def events():
 
 @pytest.fixture
 def start_producer(events):
-    """start_producer(stream_id, uri, ring, settings=FAST, **options) -> a running
-    producer process (spawn, as the supervisor starts them); killed at teardown."""
+    """start_producer(stream_id, uri, ring, ingest=FAST, max_attempts=None, **options)
+    -> a running producer process (spawn, as the supervisor starts them); killed at
+    teardown. `options` are StreamSection keys (transport, realtime)."""
     ctx = multiprocessing.get_context("spawn")
     processes: list[multiprocessing.Process] = []
 
-    def start(stream_id: str, uri: str, ring: FrameRing, settings: ProducerSettings = FAST,
-              **options: Any) -> multiprocessing.Process:
-        spec = StreamSpec(stream_id, uri, options)
+    def start(stream_id: str, uri: str, ring: FrameRing, ingest: IngestSection = FAST,
+              max_attempts: int | None = None, **options: Any) -> multiprocessing.Process:
+        # Unvalidated: the producer must survive what config validation would refuse.
+        stream = StreamSection.model_construct(id=stream_id, uri=uri, **options)
         process = ctx.Process(
-            target=run_producer, args=(spec, ring.name, events.endpoint, settings), daemon=True
+            target=run_producer, args=(stream, ring.name, events.endpoint, ingest),
+            kwargs={"max_attempts": max_attempts}, daemon=True,
         )
         process.start()
         processes.append(process)

@@ -17,19 +17,15 @@ import numpy as np
 import pytest
 from conftest import CLIP_FRAMES, free_port, wait_until
 
-from stream.ingest.producer import (
-    EXIT_PERMANENT,
-    ProducerSettings,
-    StreamSpec,
-    backoff_delay,
-    run_producer,
-)
+from stream.backoff import Backoff
+from stream.config import IngestSection, StreamSection
+from stream.exitcodes import EXIT_PERMANENT
+from stream.ingest.producer import run_producer
 from stream.ingest.sources.synthetic import PatternScene
 from stream.metrics import multiprocess_registry
 
-ONE_TRY = ProducerSettings(
-    backoff_initial_s=0.1, backoff_max_s=0.2, stall_timeout_s=2.0, open_timeout_s=2.0,
-    max_attempts=1,
+ONE_TRY = IngestSection(
+    backoff_initial_s=0.1, backoff_max_s=0.2, stall_timeout_s=2.0, open_timeout_s=2.0
 )
 
 
@@ -42,13 +38,17 @@ def drain(ring) -> list:
 
 
 def test_backoff_doubles_is_jittered_and_never_exceeds_the_bound():
-    settings = ProducerSettings(backoff_initial_s=0.5, backoff_max_s=8.0, backoff_jitter=0.25)
     rng = random.Random(1)
-    delays = [[backoff_delay(a, settings, rng) for a in range(1, 12)] for _ in range(50)]
-    firsts = {round(d[0], 6) for d in delays}
+
+    def delays(count: int) -> list[float]:
+        backoff = Backoff(0.5, 8.0, jitter=0.25, rng=rng)
+        return [backoff.next_delay(now=float(t)) for t in range(count)]
+
+    runs = [delays(11) for _ in range(50)]
+    firsts = {round(d[0], 6) for d in runs}
     assert len(firsts) > 1 and all(0.375 <= f <= 0.625 for f in firsts)  # jittered around 0.5
-    assert all(1.5 <= d[2] <= 2.5 for d in delays)  # 0.5 * 2**2, +-25 %
-    assert max(max(d) for d in delays) == 8.0 and backoff_delay(10**6, settings, rng) == 8.0
+    assert all(1.5 <= d[2] <= 2.5 for d in runs)  # 0.5 * 2**2, +-25 %
+    assert max(max(d) for d in runs) == 8.0 and delays(200)[-1] == 8.0
 
 
 def test_synthetic_producer_streams_stamped_frames_with_ground_truth(
@@ -137,7 +137,7 @@ def test_bad_sources_each_get_a_specific_event_and_do_not_disturb_a_healthy_stre
     events.wait_for("healthy", "up")
     processes = {
         name: start_producer(name, uri, make_ring(slots=4, height=32, width=32), ONE_TRY,
-                             realtime=False)
+                             max_attempts=1, realtime=False)
         for name, (uri, *_) in cases.items()
     }
     written_before = healthy_ring.written
@@ -162,10 +162,12 @@ def test_passwords_never_reach_the_log_lines_either(make_ring):
     code = textwrap.dedent(f"""
         import logging
         logging.basicConfig(level=logging.INFO)
-        from stream.ingest.producer import ProducerSettings, StreamSpec, run_producer
-        spec = StreamSpec("cam", "rtsp://admin:hunter2@127.0.0.1:{free_port()}/cam?token=t0ken")
+        from stream.config import IngestSection, StreamSection
+        from stream.ingest.producer import run_producer
+        uri = "rtsp://admin:hunter2@127.0.0.1:{free_port()}/cam?token=t0ken"
+        spec = StreamSection(id="cam", uri=uri)
         run_producer(spec, {ring.name!r}, "tcp://127.0.0.1:{free_port()}",
-                     ProducerSettings(backoff_initial_s=0.05, max_attempts=2))
+                     IngestSection(backoff_initial_s=0.05), max_attempts=2)
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60)
@@ -175,13 +177,13 @@ def test_passwords_never_reach_the_log_lines_either(make_ring):
     assert "Traceback" not in result.stderr
 
 
-def _run_and_signal(stream_id: str, uri: str, ring_name: str, events, settings: ProducerSettings,
+def _run_and_signal(stream_id: str, uri: str, ring_name: str, events, settings: IngestSection,
                     when: str) -> tuple[int | None, float]:
     """Start a producer, SIGTERM it 0.5 s after its `when` event; (exit code,
     seconds from the signal to the exit)."""
     ctx = multiprocessing.get_context("spawn")
     process = ctx.Process(target=run_producer, args=(
-        StreamSpec(stream_id, uri), ring_name, events.endpoint, settings))
+        StreamSection(id=stream_id, uri=uri), ring_name, events.endpoint, settings))
     process.start()
     events.wait_for(stream_id, when, timeout=20)
     time.sleep(0.5)
@@ -203,7 +205,7 @@ def test_sigterm_stops_a_producer_promptly_with_exit_0_even_inside_a_blocking_re
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     ring = make_ring(slots=4, height=32, width=32)
-    slow = ProducerSettings(open_timeout_s=30, stall_timeout_s=30)
+    slow = IngestSection(open_timeout_s=30, stall_timeout_s=30)
     try:
         code, took = _run_and_signal("blocked", f"rtsp://127.0.0.1:{port}/x", ring.name, events,
                                      slow, when="connecting")

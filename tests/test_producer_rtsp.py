@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from conftest import CLIP_FRAMES, FAST, wait_until
 
-from stream.ingest.producer import EXIT_PERMANENT, ProducerSettings
+from stream.config import IngestSection
+from stream.exitcodes import EXIT_PERMANENT
 
 pytestmark = pytest.mark.rtsp
 H, W = 120, 160  # the ring's size: every frame is scaled on the decoder side
@@ -86,7 +87,7 @@ def test_a_server_that_accepts_but_never_answers_triggers_stalled_within_the_tim
     server = rtsp_server(silent=True)
     ring = make_ring(slots=4, height=H, width=W)
     timeout = 1.5
-    settings = ProducerSettings(backoff_initial_s=0.2, open_timeout_s=timeout,
+    settings = IngestSection(backoff_initial_s=0.2, open_timeout_s=timeout,
                                 stall_timeout_s=timeout)
     start_producer("hung", server.url(), ring, settings)
     connecting = events.wait_for("hung", "connecting")
@@ -103,7 +104,7 @@ def test_a_server_that_stops_sending_mid_stream_is_declared_stalled_and_recovers
     must notice the silence, and the producer reconnect once it thaws."""
     server = rtsp_server()
     ring = make_ring(slots=32, height=H, width=W)
-    settings = ProducerSettings(backoff_initial_s=0.2, backoff_max_s=0.5, open_timeout_s=1.5,
+    settings = IngestSection(backoff_initial_s=0.2, backoff_max_s=0.5, open_timeout_s=1.5,
                                 stall_timeout_s=1.5)
     start_producer("frozen", server.url(), ring, settings)
     events.wait_for("frozen", "up")

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stream.infer.worker import InferenceWorker, WorkerSettings, WorkerStream
+from stream.infer.worker import InferenceWorker, WorkerStream
 from stream.metrics import PipelineMetrics
 from stream.wire.messages import decode
 
@@ -48,8 +48,7 @@ class Published:
 
 def make_worker(model, max_batch: int = 4) -> tuple[InferenceWorker, Published, PipelineMetrics]:
     published, metrics = Published(), PipelineMetrics()
-    settings = WorkerSettings(checkpoint="unused", results_endpoint="unused", max_batch=max_batch)
-    return InferenceWorker(model, settings, published, metrics), published, metrics
+    return InferenceWorker(model, max_batch, published, metrics), published, metrics
 
 
 def counter(metric, **labels: str) -> float | None:

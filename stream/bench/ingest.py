@@ -32,7 +32,8 @@ import av
 import numpy as np
 import zmq
 
-from stream.ingest.producer import ProducerSettings, StreamSpec, run_producer
+from stream.config import IngestSection, StreamSection
+from stream.ingest.producer import run_producer
 from stream.ring import FrameRing, ring_name
 from stream.wire.messages import decode
 
@@ -66,8 +67,8 @@ def throughput(clip: Path, streams: int, height: int, width: int) -> dict:
     ctx = multiprocessing.get_context("spawn")
     procs = [
         ctx.Process(target=run_producer, args=(
-            StreamSpec(f"s{i}", str(clip), {"realtime": False}), ring.name, endpoint,
-            ProducerSettings()))
+            StreamSection(id=f"s{i}", uri=str(clip), realtime=False), ring.name, endpoint,
+            IngestSection()))
         for i, ring in enumerate(rings)
     ]
     out = np.empty((height, width, 3), np.uint8)

@@ -18,6 +18,7 @@ found and restarted.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -30,6 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 import zmq
 
+from stream.config import ModelSection, WorkerSection
 from stream.exitcodes import EXIT_MODEL_ERROR
 from stream.metrics import PipelineMetrics
 from stream.ring import FrameMeta, FrameRing
@@ -61,19 +63,6 @@ class WorkerStream:
     lossless: bool = False
 
 
-@dataclass(frozen=True)
-class WorkerSettings:
-    checkpoint: str
-    results_endpoint: str  # the supervisor's internal PULL; the worker PUSHes to it
-    device: str = "auto"
-    skip_mode: str | None = None
-    budget: float | None = None
-    max_batch: int = 32
-    tick_idle_s: float = 0.005
-    sndhwm: int = 1000
-    threads: int = 1
-
-
 @dataclass
 class _Stream:
     spec: WorkerStream
@@ -90,19 +79,18 @@ class InferenceWorker:
     def __init__(
         self,
         model: Any,
-        settings: WorkerSettings,
+        max_batch: int,
         publish: Callable[[list[bytes]], bool],
         metrics: PipelineMetrics,
     ) -> None:
         height, width = model.frame_size
         self._model = model
         self._class_names: list[str] = list(model.class_names)
-        self._settings = settings
         self._publish = publish
         self._metrics = metrics
         # Rings hold exactly model.frame_size frames, so frames are copied once,
         # straight from shared memory into the batch the model reads.
-        self._batch = np.empty((settings.max_batch, height, width, 3), dtype=np.uint8)
+        self._batch = np.empty((max_batch, height, width, 3), dtype=np.uint8)
         self._streams: dict[str, _Stream] = {}
         self._next_start = 0  # round-robin start when there are more streams than max_batch
 
@@ -229,14 +217,19 @@ def _apply(worker: InferenceWorker, command: tuple[str, Any]) -> bool:
 
 
 def run_worker(
-    settings: WorkerSettings,
+    model_section: ModelSection,
+    worker_section: WorkerSection,
+    results_endpoint: str,
+    results_hwm: int,
     streams: Sequence[WorkerStream],
     control: Connection,
     heartbeat: Heartbeat,
 ) -> None:
     """Process target (spawn context). Loads the model, reports `ready` (frame size,
     class names) or `error`, then ticks until `stop`, SIGTERM or the supervisor's
-    end of the pipe closing (so it never outlives a killed supervisor)."""
+    end of the pipe closing (so it never outlives a killed supervisor). Results go
+    to `results_endpoint` (the supervisor's internal PULL), at most `results_hwm`
+    queued."""
     running = True
 
     def on_term(signum: int, frame: Any) -> None:
@@ -250,20 +243,21 @@ def run_worker(
     # the producers for the same cores: measured by the bench on 2 cores, one tiny
     # step took 151 ms with the default and 4.7 ms with one thread; on an H100 host
     # the idle spinning burnt 4-12 cores for a GPU doing all the work.
-    os.environ["OMP_NUM_THREADS"] = str(settings.threads)
+    os.environ["OMP_NUM_THREADS"] = str(worker_section.threads)
     import torch
 
-    torch.set_num_threads(settings.threads)
+    torch.set_num_threads(worker_section.threads)
 
     from adafocus import CheckpointError  # the model library, in the child only
     from adafocus.baselines import load_online  # an AdaFocus checkpoint or a baseline file
 
+    skip_on = model_section.skip_mode != "off"
     try:
         model = load_online(
-            settings.checkpoint,
-            device=settings.device,
-            skip_mode=settings.skip_mode,
-            budget=settings.budget,
+            model_section.checkpoint,
+            device=model_section.device,
+            skip_mode=model_section.skip_mode,
+            budget=model_section.budget if skip_on else None,
         )
     except (CheckpointError, OSError, RuntimeError, ValueError) as exc:
         one_line = " ".join(str(exc).split())  # one clear line, however the library wrapped it
@@ -281,10 +275,12 @@ def run_worker(
     )
 
     context = zmq.Context()
-    push = connect_push(context, settings.results_endpoint, hwm=settings.sndhwm)
+    push = connect_push(context, results_endpoint, hwm=results_hwm)
     metrics = PipelineMetrics()
     # The forwarder being behind drops a label (counted) rather than stalling inference.
-    worker = InferenceWorker(model, settings, lambda frames: send_nowait(push, frames), metrics)
+    worker = InferenceWorker(
+        model, model_section.max_batch, functools.partial(send_nowait, push), metrics
+    )
     hang = _HangInjector(os.environ.get(TEST_HANG_FILE_ENV))
     try:
         for spec in streams:
@@ -297,7 +293,7 @@ def run_worker(
             heartbeat.value = time.monotonic()
             metrics.worker_last_tick.set(time.time())
             if processed == 0:
-                time.sleep(settings.tick_idle_s)
+                time.sleep(worker_section.tick_idle_s)
     except (EOFError, BrokenPipeError):
         pass  # the supervisor is gone; nothing left to work for
     finally:

@@ -1,6 +1,6 @@
 """One producer process per stream: source -> frame ring, with reconnects.
 
-`run_producer(spec, ring_name, events_endpoint, settings)` is the process
+`run_producer(stream, ring_name, events_endpoint, ingest)` is the process
 target (spawn-safe: every argument pickles). It attaches the ring the
 supervisor created, then loops: open the source, write every frame into the
 ring stamped with seq / pts / capture time, and when the source fails,
@@ -16,24 +16,22 @@ Why a thread: the ingest loop runs in a worker thread and the main thread only
 waits for signals. A Python signal handler runs only between bytecodes, and
 libav may sit in a network read for up to the stall timeout; with the main
 thread free, SIGTERM is acted on within a fraction of a second, and a thread
-still stuck inside libav is abandoned (`os._exit`) after `stop_grace_s`.
+still stuck inside libav is abandoned (`os._exit`) after `STOP_GRACE_S`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import random
 import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
 import zmq
 
+from stream.backoff import Backoff
+from stream.config import IngestSection, StreamSection
 from stream.exitcodes import EXIT_CRASH, EXIT_OK, EXIT_PERMANENT
 from stream.ingest.sources import Source, open_source
 from stream.ingest.uri import (
@@ -41,7 +39,6 @@ from stream.ingest.uri import (
     SourceSpec,
     SourceTimeout,
     SourceUnavailable,
-    mask_uri,
     parse_source,
 )
 from stream.metrics import PipelineMetrics
@@ -52,40 +49,10 @@ from stream.wire.push import connect_push, send_nowait
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class StreamSpec:
-    """A configured stream. `options`: see `stream.ingest.uri.parse_source`
-    (transport, realtime, av_options)."""
-
-    id: str
-    uri: str = field(repr=False)
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-    def __repr__(self) -> str:
-        return f"StreamSpec(id={self.id!r}, uri={mask_uri(self.uri)!r}, options={self.options!r})"
-
-
-@dataclass(frozen=True)
-class ProducerSettings:
-    """Reconnect and watchdog policy (names as in the config's `ingest` section)."""
-
-    backoff_initial_s: float = 0.5
-    backoff_max_s: float = 30.0
-    backoff_jitter: float = 0.25  # each delay is scaled by a random factor in 1 +- jitter
-    stall_timeout_s: float = 5.0  # no frame for this long: `stalled`, then reconnect
-    open_timeout_s: float = 10.0  # connecting for longer than this: `stalled`, then retry
-    max_attempts: int | None = None  # consecutive failed connects before `down`; None: never
-    stop_grace_s: float = 0.5  # after SIGTERM, how long to wait for the ingest thread
-    events_hwm: int = 1000
-
-
-def backoff_delay(attempt: int, settings: ProducerSettings, rng: random.Random) -> float:
-    """Delay before reconnect number `attempt` (1, 2, ...): doubling from
-    backoff_initial_s, jittered so many cameras that dropped together do not
-    reconnect in lockstep, never above backoff_max_s."""
-    base = settings.backoff_initial_s * 2.0 ** min(attempt - 1, 60)
-    jitter = 1.0 + rng.uniform(-settings.backoff_jitter, settings.backoff_jitter)
-    return min(settings.backoff_max_s, base * jitter)
+# Not configuration: how long a stopping producer waits for its ingest thread, and
+# how many events queue while the supervisor is slow.
+STOP_GRACE_S = 0.5
+EVENTS_HWM = 1000
 
 
 class Producer:
@@ -98,16 +65,22 @@ class Producer:
         ring: FrameRing,
         events: zmq.Socket,
         metrics: PipelineMetrics,
-        settings: ProducerSettings,
+        ingest: IngestSection,
         stop: threading.Event,
+        max_attempts: int | None = None,
     ):
         self.id = stream_id
         self._source = source
         self._ring = ring
         self._events = events
-        self._settings = settings
+        self._ingest = ingest
         self._stop = stop
-        self._rng = random.Random()
+        self._backoff = Backoff(
+            ingest.backoff_initial_s,
+            ingest.backoff_max_s,
+            jitter=ingest.backoff_jitter,
+            max_tries=max_attempts,
+        )
         self._decoded = metrics.frames_decoded.labels(stream_id)
         self._decode_errors = metrics.frames_dropped.labels(stream_id, "decode_error")
         self._overwritten = metrics.frames_dropped.labels(stream_id, "overwritten")
@@ -128,8 +101,6 @@ class Producer:
 
     def run(self) -> int:
         """Connect, stream, reconnect; returns the process exit code."""
-        settings = self._settings
-        attempt = 0
         self.emit("connecting", self._source.masked)
         while not self._stop.is_set():
             try:
@@ -151,12 +122,13 @@ class Producer:
                     return EXIT_OK
                 reason = f"{self._source.masked}: stream ended"
             self._up.set(0)
-            attempt = 1 if self._was_up else attempt + 1
-            if settings.max_attempts is not None and attempt > settings.max_attempts:
-                self.emit("down", f"giving up after {settings.max_attempts} attempt(s): {reason}")
+            if self._was_up:
+                self._backoff.succeeded()
+            delay = self._backoff.next_delay(time.monotonic())
+            if delay is None:
+                self.emit("down", f"giving up after {self._backoff.tries} attempt(s): {reason}")
                 return EXIT_PERMANENT
-            delay = backoff_delay(attempt, settings, self._rng)
-            self.emit("reconnecting", f"{reason}; retry {attempt} in {delay:.1f} s")
+            self.emit("reconnecting", f"{reason}; retry {self._backoff.tries} in {delay:.1f} s")
             self._reconnects.inc()
             self._stop.wait(delay)
         self._up.set(0)
@@ -173,8 +145,8 @@ class Producer:
             self._source,
             self._ring.height,
             self._ring.width,
-            open_timeout_s=self._settings.open_timeout_s,
-            stall_timeout_s=self._settings.stall_timeout_s,
+            open_timeout_s=self._ingest.open_timeout_s,
+            stall_timeout_s=self._ingest.stall_timeout_s,
             stop=self._stop,
             on_decode_error=self._decode_error,
         )
@@ -220,43 +192,46 @@ class Producer:
 
 
 def run_producer(
-    spec: StreamSpec,
+    stream: StreamSection,
     ring_name: str,
     events_endpoint: str,
-    settings: ProducerSettings | None = None,
+    ingest: IngestSection,
+    *,
+    max_attempts: int | None = None,
 ) -> None:
-    """Process target: ingest `spec` into the ring `ring_name` until stopped,
-    ended or permanently failed; exits with the code (see module docstring)."""
-    settings = settings or ProducerSettings()
+    """Process target: ingest `stream` into the ring `ring_name` until stopped,
+    ended or permanently failed; exits with the code (see module docstring).
+    `max_attempts`: reconnects in a row before giving up (`down`); None: never."""
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     context = zmq.Context()
-    events = connect_push(context, events_endpoint, hwm=settings.events_hwm)
+    events = connect_push(context, events_endpoint, hwm=EVENTS_HWM)
     try:
-        source = parse_source(spec.uri, spec.options)
+        source = parse_source(stream.uri, stream.source_options)
     except SourceError as exc:
-        send_nowait(events, event_frames(spec.id, "down", str(exc), time.time()))
-        log.warning("stream %s down: %s", spec.id, exc)
+        send_nowait(events, event_frames(stream.id, "down", str(exc), time.time()))
+        log.warning("stream %s down: %s", stream.id, exc)
         _close(events, context)
         sys.exit(EXIT_PERMANENT)
     try:
         ring = FrameRing.attach(ring_name)
     except (OSError, ValueError) as exc:  # the supervisor's ring is missing or not a ring
-        send_nowait(events, event_frames(spec.id, "down", f"frame ring: {exc}", time.time()))
+        send_nowait(events, event_frames(stream.id, "down", f"frame ring: {exc}", time.time()))
         _close(events, context)
         sys.exit(EXIT_PERMANENT)
-    producer = Producer(spec.id, source, ring, events, PipelineMetrics(), settings, stop)
+    metrics = PipelineMetrics()
+    producer = Producer(stream.id, source, ring, events, metrics, ingest, stop, max_attempts)
     outcome: list[int] = []
     thread = threading.Thread(
-        target=lambda: outcome.append(_guarded(producer)), name=f"ingest-{spec.id}", daemon=True
+        target=lambda: outcome.append(_guarded(producer)), name=f"ingest-{stream.id}", daemon=True
     )
     thread.start()
     while thread.is_alive() and not stop.wait(0.1):
         pass
-    thread.join(settings.stop_grace_s if stop.is_set() else None)
+    thread.join(STOP_GRACE_S if stop.is_set() else None)
     if thread.is_alive():  # stuck inside libav: leave without it (see module docstring)
-        log.warning("stream %s: ingest thread still busy after stop; exiting without it", spec.id)
+        log.warning("stream %s: ingest thread still busy after stop; exiting without it", stream.id)
         os._exit(EXIT_OK)
     ring.close()
     _close(events, context)
