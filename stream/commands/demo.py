@@ -71,7 +71,7 @@ def _with_fps(uri: str, fps: float) -> str:
 def serve(config: PipelineConfig, log_level: int) -> None:
     """Process target: the supervisor, as `adafocus-stream run` would run it."""
     from stream.commands.run import setup_logging, supervise
-    from stream.serve.supervisor import die_with_parent
+    from stream.serve.children import die_with_parent
 
     setup_logging(logging.getLevelName(log_level))
     die_with_parent()  # a killed demo takes its pipeline with it
