@@ -20,10 +20,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
-SECRET_PARAMS = re.compile(
-    r"(pass(word|wd)?|pwd|token|access_token|auth|key|api_?key|secret|sig(nature)?|credentials?)",
-    re.IGNORECASE,
-)
+SECRET_PARAMS = re.compile(r"pass|pwd|token|auth|key|secret|sig|credential", re.IGNORECASE)
 NETWORK_SCHEMES = {"rtsp": "rtsp", "rtsps": "rtsp", "http": "http", "https": "http"}
 V4L2_DEVICE = re.compile(r"/dev/video\d+")
 TRANSPORTS = ("tcp", "udp")
@@ -66,33 +63,42 @@ class SourceSpec:
     scene_params: dict[str, Any] = field(default_factory=dict)
 
 
+def _split_userinfo(uri: str) -> tuple[str, str | None, str | None, str] | None:
+    """(scheme://, user, password or None, the rest after '@'), or None without user
+    info. Done by hand because urlsplit misreads an unencoded '/', '?' or '#' in a
+    password (`rtsp://viewer:Pa/ss@host/cam`) as the start of the path and would
+    leave the password in clear: the user info ends at the LAST '@' when the part
+    before it reads as `user:password`."""
+    scheme, sep, rest = uri.partition("://")
+    at = rest.rfind("@")
+    if not sep or at < 0:
+        return None
+    userinfo = rest[:at]
+    ends = [i for i in (rest.find(c) for c in "/?#") if i >= 0]
+    if ends and min(ends) < at and ":" not in userinfo:
+        return None  # an '@' in the path or query of a URI without credentials
+    user, colon, password = userinfo.partition(":")
+    return scheme + sep, user, password if colon else None, rest[at + 1:]
+
+
 def mask_uri(uri: str) -> str:
     """`uri` with the password of its user info and the values of secret-looking
-    query parameters replaced by ***. Anything that is not a URL comes back as is."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return _mask_userinfo_crudely(uri)
-    if not parts.scheme or not parts.netloc and not parts.query:
+    query parameters (any key containing pass, pwd, token, key, secret, auth, sig
+    or credential) replaced by ***. Anything that is not a URL comes back as is.
+    Where it cannot tell user info from an '@' in the path, it masks more."""
+    parts = _split_userinfo(uri)
+    if parts is not None:
+        head, user, password, rest = parts
+        uri = f"{head}{user}:{MASK}@{rest}" if password is not None else uri
+    base, question, query = uri.partition("?")
+    if not question:
         return uri
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user, sep, _ = userinfo.partition(":")
-        netloc = f"{user}:{MASK}@{hostport}" if sep else f"{user}@{hostport}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(SECRET_PARAMS.fullmatch(k) for k, _ in pairs):
-            query = urlencode(
-                [(k, MASK if SECRET_PARAMS.fullmatch(k) else v) for k, v in pairs], safe="*"
-            )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def _mask_userinfo_crudely(uri: str) -> str:
-    """For strings urlsplit rejects (e.g. a bad IPv6 host): still hide `:pass@`."""
-    return re.sub(r"(//[^/@:]*):[^/@]*@", rf"\1:{MASK}@", uri)
+    query, hash_, fragment = query.partition("#")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(SECRET_PARAMS.search(k) for k, _ in pairs):
+        query = urlencode([(k, MASK if SECRET_PARAMS.search(k) else v) for k, v in pairs],
+                          safe="*")
+    return f"{base}?{query}{hash_}{fragment}"
 
 
 def redact(text: str, uri: str) -> str:
@@ -107,12 +113,10 @@ def redact(text: str, uri: str) -> str:
 
 
 def _secrets(uri: str) -> list[str]:
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return []
-    found = [parts.password] if parts.password else []
-    found += [v for k, v in parse_qsl(parts.query) if SECRET_PARAMS.fullmatch(k) and v]
+    parts = _split_userinfo(uri)
+    found = [parts[2]] if parts is not None and parts[2] else []
+    query = uri.partition("?")[2].partition("#")[0]
+    found += [v for k, v in parse_qsl(query) if SECRET_PARAMS.search(k) and v]
     return [s for s in found if len(s) >= 3]  # a 1-2 char "secret" would mangle text
 
 
