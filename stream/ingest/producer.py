@@ -85,7 +85,6 @@ class Producer:
         self._decode_errors = metrics.frames_dropped.labels(stream_id, "decode_error")
         self._overwritten = metrics.frames_dropped.labels(stream_id, "overwritten")
         self._reconnects = metrics.reconnects.labels(stream_id)
-        self._up = metrics.stream_up.labels(stream_id)
         self._fill = metrics.ring_fill.labels(stream_id)
         self._counted_overwritten = ring.overwritten
         self._errors_this_session = 0
@@ -111,7 +110,6 @@ class Producer:
             except SourceUnavailable as exc:
                 reason = str(exc)
             except SourceError as exc:
-                self._up.set(0)
                 self.emit("down", str(exc))
                 return EXIT_PERMANENT
             else:
@@ -120,8 +118,7 @@ class Producer:
                 if ended:
                     self.emit("ended", ended)
                     return EXIT_OK
-                reason = f"{self._source.masked}: stream ended"
-            self._up.set(0)
+                reason = f"{self._source.masked}: connection lost (the source ended the stream)"
             if self._was_up:
                 self._backoff.succeeded()
             delay = self._backoff.next_delay(time.monotonic())
@@ -131,7 +128,6 @@ class Producer:
             self.emit("reconnecting", f"{reason}; retry {self._backoff.tries} in {delay:.1f} s")
             self._reconnects.inc()
             self._stop.wait(delay)
-        self._up.set(0)
         return EXIT_OK
 
     def _session(self) -> str | None:
@@ -177,7 +173,6 @@ class Producer:
             self._decoded.inc()
             if not self._was_up:
                 self._was_up = True
-                self._up.set(1)
                 self.emit("up", source.description)
             self._fill.set(ring.fill())
             overwritten = ring.overwritten

@@ -62,6 +62,11 @@ class AVSource:
         except Exception as exc:  # PyAV raises FFmpegError subclasses and OSErrors
             timed_out = time.monotonic() - started >= open_timeout_s * TIMEOUT_MARGIN
             error = _classify(exc, spec, timed_out, f"no answer within {open_timeout_s:g} s")
+            if isinstance(error, SourceTimeout):
+                # It never came up, so it did not stall: the open timed out.
+                error = SourceUnavailable(
+                    f"{spec.masked}: open timed out (no answer within {open_timeout_s:g} s)"
+                )
             raise error from None
         streams = self._container.streams
         if not streams.video:
