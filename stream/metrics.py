@@ -1,4 +1,4 @@
-"""The pipeline's Prometheus metrics, named as in DESIGN.md.
+"""The pipeline's Prometheus metrics (README.md, "Contracts: metrics").
 
 Every process (supervisor, producers, worker) builds its own `PipelineMetrics`
 after `PROMETHEUS_MULTIPROC_DIR` is set; client_python then writes the values to
@@ -7,17 +7,27 @@ are created with `registry=None` so nothing hides in the global default registry
 Stream ids are labels; URIs never are (they may carry credentials).
 
 Children name their files by role, not PID (`use_process_identifier`): see there.
+
+Who writes what: producers the decode-side counters, the worker the inference
+side, the supervisor `messages_published`, `process_restarts` and the state of
+every stream (`stream_up`, `stream_state`), because only the supervisor knows a
+stream for its whole life: a producer that exited (a 401, a 404) can no longer
+say that its stream is down.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from stream.wire.messages import STATES
 
 PREFIX = "adafocus_"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -33,7 +43,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
 class PipelineMetrics:
-    """All metrics of DESIGN.md, one instance per process."""
+    """All metrics of the contract, one instance per process."""
 
     def __init__(self) -> None:
         def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
@@ -57,10 +67,23 @@ class PipelineMetrics:
         )
         self.reconnects = counter("reconnects", "Source reconnect attempts.", ("stream",))
         self.messages_published = counter("messages_published", "ZeroMQ messages sent.")
+        self.process_restarts = counter(
+            "process_restarts",
+            "Child processes restarted after a crash or a hang (process: producer or worker).",
+            ("process", "stream"),
+        )
         self.stream_up = Gauge(
             PREFIX + "stream_up",
-            "1 while the stream delivers frames.",
+            "1 while the stream delivers frames to inference; 0 in every other state.",
             ("stream",),
+            multiprocess_mode="livemax",
+            registry=None,
+        )
+        self.stream_state = Gauge(
+            PREFIX + "stream_state",
+            "1 for the stream's current state (connecting, up, stalled, reconnecting, down, "
+            "ended), 0 for the others.",
+            ("stream", "state"),
             multiprocess_mode="livemax",
             registry=None,
         )
@@ -102,11 +125,11 @@ class PipelineMetrics:
             registry=None,
         )
 
-    def forget_stream(self, stream_id: str) -> None:
-        """Drop a removed stream's gauges so dashboards stop showing it as live."""
-        for gauge in (self.stream_up, self.ring_fill):
-            with contextlib.suppress(KeyError):
-                gauge.remove(stream_id)
+    def set_stream_state(self, stream_id: str, state: str) -> None:
+        """The supervisor's record of a stream's state (stream.serve.states)."""
+        self.stream_up.labels(stream_id).set(1 if state == "up" else 0)
+        for name in STATES:
+            self.stream_state.labels(stream_id, name).set(1 if name == state else 0)
 
 
 def reset_multiprocess_dir(path: str | os.PathLike[str]) -> Path:
@@ -119,10 +142,36 @@ def reset_multiprocess_dir(path: str | os.PathLike[str]) -> Path:
     return directory
 
 
-def multiprocess_registry() -> CollectorRegistry:
-    """A registry that aggregates every process's metric files, for /metrics."""
+class _ConfiguredStreams(Collector):
+    """Every process's metric files, without the series of streams that are no
+    longer configured: their files keep the last values (a counter never
+    disappears from a multiprocess file), and frozen series of removed streams
+    would pile up in /metrics as streams come and go."""
+
+    def __init__(self, path: str, configured: Callable[[], set[str]]) -> None:
+        self._files = multiprocess.MultiProcessCollector(None, path=path)
+        self._configured = configured
+
+    def collect(self) -> Iterator[Metric]:
+        wanted = self._configured()
+        for metric in self._files.collect():
+            metric.samples = [s for s in metric.samples
+                              if not s.labels.get("stream") or s.labels["stream"] in wanted]
+            yield metric
+
+
+def scrape_registry(configured: Callable[[], set[str]] | None = None) -> CollectorRegistry:
+    """A registry that aggregates every process's metric files, for one scrape of
+    /metrics (client_python builds one per request in multiprocess mode), keeping
+    only the streams in `configured()` when given. Empty until the run's metrics
+    directory exists."""
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
+    path = os.environ.get(MULTIPROC_ENV)
+    if path and os.path.isdir(path):
+        if configured is None:
+            multiprocess.MultiProcessCollector(registry, path=path)
+        else:
+            registry.register(_ConfiguredStreams(path, configured))
     return registry
 
 

@@ -1,6 +1,6 @@
-"""GET /metrics aggregates every process; GET /healthz follows stream events and
-the worker's ticks, GET /livez only the worker's ticks; the server frees its port
-on close."""
+"""GET /metrics aggregates every process; GET /healthz follows the stream states
+and the worker's ticks, GET /livez only the worker's ticks; the server frees its
+port on close. Time is an injected clock: nothing here waits for the wall clock."""
 
 from __future__ import annotations
 
@@ -17,11 +17,14 @@ from typing import Any
 
 import pytest
 import zmq
+from conftest import wait_until
 
 from stream.config import PublishSection
 from stream.metrics import MULTIPROC_ENV, reset_multiprocess_dir
-from stream.serve.forwarder import Forwarder
-from stream.serve.http import HealthState, MetricsServer
+from stream.serve.forwarder import Forwarder, control_frames
+from stream.serve.health import HealthState
+from stream.serve.http import MetricsServer
+from stream.serve.states import StreamStates
 from stream.wire.messages import event_frames
 from stream.wire.push import connect_push, send_nowait
 
@@ -51,9 +54,35 @@ def multiproc_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return directory
 
 
+class Clock:
+    """An injected monotonic clock: tests move time, they never wait for it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+HANG_TIMEOUT_S = 15.0
+
+
 @pytest.fixture
-def health() -> HealthState:
-    return HealthState(["cam-1", "cam-2"], hang_timeout_s=0.3)
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def states() -> StreamStates:
+    states = StreamStates(publish=lambda *event: None)
+    for sid in ("cam-1", "cam-2"):
+        states.add(sid)
+    return states
+
+
+@pytest.fixture
+def health(states: StreamStates, clock: Clock) -> HealthState:
+    return HealthState(states.snapshot, hang_timeout_s=HANG_TIMEOUT_S, clock=clock)
 
 
 @pytest.fixture
@@ -87,47 +116,47 @@ def test_metrics_aggregates_counters_from_other_processes(
     assert "adafocus_messages_published_total 2.0" in text
 
 
-def test_healthz_flips_between_200_and_503(server: MetricsServer, health: HealthState) -> None:
+def test_healthz_flips_between_200_and_503(
+    server: MetricsServer, health: HealthState, states: StreamStates, clock: Clock
+) -> None:
     status, body = healthz(server)
     assert status == 503 and body["healthy"] is False
     assert "worker has not ticked yet" in body["problems"]
     assert "stream cam-1 is connecting" in body["problems"]
 
-    health.set_stream("cam-1", "up")
-    health.set_stream("cam-2", "up")
+    states.source("cam-1", "up", "")
+    states.source("cam-2", "up", "")
     health.worker_ticked()
     status, body = healthz(server)
     assert (status, body["problems"]) == (200, [])
     assert body["streams"]["cam-2"]["state"] == "up"
 
-    health.on_event({"stream": "cam-2", "state": "reconnecting", "detail": "retry in 2 s"})
-    health.worker_ticked()
+    states.source("cam-2", "reconnecting", "retry in 2 s")
     status, body = healthz(server)
     assert (status, body["problems"]) == (503, ["stream cam-2 is reconnecting: retry in 2 s"])
 
-    health.set_stream("cam-2", "up")
-    health.worker_ticked()
+    states.source("cam-2", "up", "")
     assert healthz(server)[0] == 200
-    time.sleep(0.5)  # longer than the 0.3 s hang timeout, with no tick
+    clock.now += HANG_TIMEOUT_S + 1  # no tick for longer than the hang timeout
     status, body = healthz(server)
     assert status == 503 and len(body["problems"]) == 1
-    assert body["problems"][0].startswith("worker last ticked")
+    assert body["problems"][0].startswith("worker last ticked 16.0 s ago")
 
 
 def test_livez_follows_the_worker_whatever_the_streams_do(
-    server: MetricsServer, health: HealthState
+    server: MetricsServer, health: HealthState, states: StreamStates, clock: Clock
 ) -> None:
     status, body = healthz(server, "/livez")
     assert (status, body["alive"], body["problems"]) == (503, False, ["worker has not ticked yet"])
 
-    health.set_stream("cam-1", "down", "not a video")  # cam-2 still connecting
+    states.source("cam-1", "down", "not a video")  # cam-2 still connecting
     health.worker_ticked()
     status, body = healthz(server, "/livez")
     assert (status, body["problems"]) == (200, [])
-    assert body["worker"]["hang_timeout_s"] == 0.3
+    assert body["worker"]["hang_timeout_s"] == HANG_TIMEOUT_S
     assert healthz(server)[0] == 503  # not ready, yet alive
 
-    time.sleep(0.5)  # longer than the 0.3 s hang timeout, with no tick
+    clock.now += HANG_TIMEOUT_S + 1
     status, body = healthz(server, "/livez")
     assert status == 503 and body["problems"][0].startswith("worker last ticked")
     health.worker_ticked()
@@ -135,44 +164,43 @@ def test_livez_follows_the_worker_whatever_the_streams_do(
 
 
 def test_reload_keeps_known_streams_and_waits_for_new_ones(
-    server: MetricsServer, health: HealthState
+    server: MetricsServer, health: HealthState, states: StreamStates
 ) -> None:
-    health.worker_ticked(at=time.monotonic() + 30)
-    health.set_stream("cam-1", "up")
-    health.set_stream("cam-2", "down", "not a video")
-    health.set_streams(["cam-1", "cam-3"])  # cam-2 removed, cam-3 added
+    health.worker_ticked()
+    states.source("cam-1", "up", "")
+    states.source("cam-2", "down", "not a video")
+    states.remove("cam-2", "removed from the config")
+    states.add("cam-3")
     status, body = healthz(server)
     assert (status, body["problems"]) == (503, ["stream cam-3 is connecting"])
     assert sorted(body["streams"]) == ["cam-1", "cam-3"]
-    health.on_event({"stream": "cam-3", "state": "up", "detail": ""})
+    states.source("cam-3", "up", "")
     assert healthz(server)[0] == 200
 
 
 def test_healthz_follows_events_through_the_forwarder(
-    server: MetricsServer, health: HealthState, tmp_path: Path
+    multiproc_dir: Path, tmp_path: Path
 ) -> None:
-    """The supervisor's wiring: producers' events -> Forwarder -> HealthState."""
-    health.worker_ticked(at=time.monotonic() + 30)  # keep the worker out of this test
+    """The supervisor's wiring: producers' events -> Forwarder's stream states -> /healthz."""
     context = zmq.Context()
     publish = PublishSection(bind="tcp://127.0.0.1:*")
     try:
-        with Forwarder(
-            context, f"ipc://{tmp_path}/in.sock", publish, on_event=health.on_event
-        ) as fwd:
+        with Forwarder(context, f"ipc://{tmp_path}/in.sock", publish) as fwd:
+            health = HealthState(fwd.states.snapshot, hang_timeout_s=HANG_TIMEOUT_S)
+            health.worker_ticked()
             sender = connect_push(context, fwd.internal_endpoint, linger_ms=0)
             try:
-                for stream in ("cam-1", "cam-2"):
-                    assert send_nowait(sender, event_frames(stream, "up", "", time.time()))
-                deadline = time.monotonic() + 5
-                while healthz(server)[0] != 200:
-                    assert time.monotonic() < deadline, healthz(server)
-                    time.sleep(0.02)
-                assert send_nowait(sender, event_frames("cam-1", "down", "not a video", 0.0))
-                deadline = time.monotonic() + 5
-                while (reply := healthz(server))[0] != 503:
-                    assert time.monotonic() < deadline, reply
-                    time.sleep(0.02)
-                assert reply[1]["problems"] == ["stream cam-1 is down: not a video"]
+                with MetricsServer("127.0.0.1", 0, health) as server:
+                    for stream in ("cam-1", "cam-2"):
+                        send_nowait(sender, control_frames("add", stream=stream, t=time.time()))
+                    for stream in ("cam-1", "cam-2"):
+                        assert send_nowait(sender, event_frames(stream, "up", "", time.time()))
+                    wait_until(lambda: healthz(server)[0] == 200, 10, "cam-1 and cam-2 up")
+                    assert send_nowait(sender, event_frames("cam-1", "down", "not a video",
+                                                            time.time()))
+                    reply = wait_until(lambda: (r := healthz(server))[0] == 503 and r, 10,
+                                       "cam-1 down")
+                    assert reply[1]["problems"] == ["stream cam-1 is down: not a video"]
             finally:
                 sender.close()
     finally:
@@ -184,7 +212,7 @@ def test_unknown_path_is_404(server: MetricsServer) -> None:
 
 
 def test_close_frees_the_port_and_a_taken_port_fails_at_start(multiproc_dir: Path) -> None:
-    health = HealthState([], hang_timeout_s=1.0)
+    health = HealthState(dict, hang_timeout_s=1.0)
     first = MetricsServer("127.0.0.1", 0, health).start()
     port = first.port
     assert get(first.url + "/metrics")[0] == 200

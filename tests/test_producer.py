@@ -22,7 +22,7 @@ from stream.config import IngestSection, StreamSection
 from stream.exitcodes import EXIT_PERMANENT
 from stream.ingest.producer import run_producer
 from stream.ingest.sources.synthetic import PatternScene
-from stream.metrics import multiprocess_registry
+from stream.metrics import scrape_registry
 
 ONE_TRY = IngestSection(
     backoff_initial_s=0.1, backoff_max_s=0.2, stall_timeout_s=2.0, open_timeout_s=2.0
@@ -101,7 +101,7 @@ def test_metrics_count_decoded_frames_and_decode_errors_in_multiprocess_mode(
     assert process.exitcode == 0
     samples = {
         (s.name, s.labels.get("reason")): s.value
-        for metric in multiprocess_registry().collect()
+        for metric in scrape_registry().collect()
         for s in metric.samples
         if s.labels.get("stream") == "bad"
     }

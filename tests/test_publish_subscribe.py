@@ -12,16 +12,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import zmq
 import zmq.auth
+from conftest import wait_until
 
 from stream.client import CurveClient, Subscriber
 from stream.config import CurveSection, PublishSection
 from stream.metrics import PipelineMetrics
-from stream.serve.forwarder import Forwarder
+from stream.serve.forwarder import Forwarder, control_frames
 from stream.wire.messages import (
     LABEL_KEYS,
     SCHEMA_VERSION,
@@ -67,9 +67,10 @@ def context() -> Iterator[zmq.Context]:
 def forwarder(context: zmq.Context, tmp_path: Path) -> Iterator[Callable[..., Forwarder]]:
     made: list[Forwarder] = []
 
-    def make(sndhwm: int = 1000, curve: CurveSection | None = None, **kwargs: Any) -> Forwarder:
+    def make(sndhwm: int = 1000, curve: CurveSection | None = None,
+             metrics: PipelineMetrics | None = None) -> Forwarder:
         publish = PublishSection(bind="tcp://127.0.0.1:*", sndhwm=sndhwm, curve=curve)
-        fwd = Forwarder(context, f"ipc://{tmp_path}/in.sock", publish, **kwargs).start()
+        fwd = Forwarder(context, f"ipc://{tmp_path}/in.sock", publish).start(metrics)
         made.append(fwd)
         return fwd
 
@@ -126,10 +127,10 @@ def test_label_frames_follow_the_v1_schema() -> None:
 
 
 def test_forwarder_delivers_labels_and_events_in_order_and_counts_them(forwarder, push) -> None:
-    events: list[dict[str, Any]] = []
     metrics = PipelineMetrics()
-    fwd = forwarder(on_event=events.append, metrics=metrics)
+    fwd = forwarder(metrics=metrics)
     sender = push(fwd.internal_endpoint)
+    assert send_nowait(sender, control_frames("add", stream="cam-1", t=time.time()))
     with Subscriber(fwd.public_endpoint, events=True) as sub:
         until_subscribed(sender, sub)
         before = fwd.forwarded
@@ -137,10 +138,12 @@ def test_forwarder_delivers_labels_and_events_in_order_and_counts_them(forwarder
         sent.insert(100, event_frames("cam-1", "stalled", "no frame for 5 s", time.time()))
         for frames in sent:
             assert send_nowait(sender, frames)
-        got = [sub.recv(timeout=5) for _ in sent]
-    assert [m.kind for m in got if m] == ["label"] * 100 + ["event"] + ["label"] * 100
-    assert [m.payload["seq"] for m in got if m and m.kind == "label"] == list(range(200))
-    assert [(e["stream"], e["state"]) for e in events] == [("cam-1", "stalled")]
+        got = [m for m in (sub.recv(timeout=5) for _ in sent) if m]
+    assert [m.kind for m in got] == ["label"] * 100 + ["event"] + ["label"] * 100
+    assert [m.payload["seq"] for m in got if m.kind == "label"] == list(range(200))
+    event = got[100].payload
+    assert (event["state"], event["detail"]) == ("stalled", "no frame for 5 s")
+    assert fwd.states.snapshot()["cam-1"].state == "stalled"
     assert fwd.forwarded - before == len(sent)
     assert published_total(metrics) == fwd.forwarded
 
@@ -159,8 +162,7 @@ def test_subscriber_filters_exact_stream_ids_and_events(forwarder, push) -> None
 
 
 def test_malformed_messages_are_dropped_and_the_rest_still_flows(forwarder, push) -> None:
-    events: list[dict[str, Any]] = []
-    fwd = forwarder(on_event=events.append)
+    fwd = forwarder()
     sender = push(fwd.internal_endpoint)
     with Subscriber(fwd.public_endpoint, events=True) as sub:
         until_subscribed(sender, sub)
@@ -172,7 +174,7 @@ def test_malformed_messages_are_dropped_and_the_rest_still_flows(forwarder, push
         message = sub.recv(timeout=5)
         assert message is not None and message.payload["seq"] == 5
         assert sub.recv(timeout=0.2) is None
-    assert fwd.malformed == 4 and events == []
+    assert fwd.malformed == 4 and fwd.states.snapshot() == {}
 
 
 def test_send_nowait_drops_when_the_queue_is_full_instead_of_blocking(push, tmp_path) -> None:
@@ -302,6 +304,8 @@ def test_subscribe_cli_prints_readable_lines_for_one_stream(forwarder, push) -> 
     sender = push(fwd.internal_endpoint)
 
     def pump() -> None:
+        for stream in ("cam-1", "cam-2"):
+            send_nowait(sender, control_frames("add", stream=stream, t=0.0))
         send_nowait(sender, label("cam-2", 1))
         send_nowait(sender, event_frames("cam-1", "reconnecting", "retry in 2 s", time.time()))
         send_nowait(sender, label("cam-1", 9, truth="3"))
@@ -340,3 +344,31 @@ def test_subscribe_cli_fails_when_nothing_arrives_before_the_timeout(forwarder) 
     result = run_cli(fwd.public_endpoint, "--timeout", "0.3")
     assert result.returncode == 1
     assert result.stdout == "" and "no message for 0.3 s" in result.stderr
+
+
+def test_a_late_subscriber_learns_the_current_state_of_every_stream(forwarder, push) -> None:
+    """Events are state changes; a client that connects after them still gets each
+    stream's current state (with the time it began) as soon as it subscribes."""
+    fwd = forwarder()
+    sender = push(fwd.internal_endpoint)
+    began = time.time() - 60
+    for stream in ("cam-1", "cam-2"):
+        send_nowait(sender, control_frames("add", stream=stream, t=began - 1))
+    send_nowait(sender, event_frames("cam-1", "up", "h264 640x360", began))
+    send_nowait(sender, event_frames("cam-2", "down", "not found (404)", began))
+    wait_until(lambda: len(fwd.states.snapshot()) == 2
+               and fwd.states.snapshot()["cam-2"].state == "down", 10, "both states")
+    with Subscriber(fwd.public_endpoint, events=True) as late:
+        got = {}
+        deadline = time.monotonic() + 10
+        while len(got) < 2 and time.monotonic() < deadline:
+            message = late.recv(timeout=1)
+            if message is not None and message.kind == "event":
+                got[message.stream] = message.payload
+    assert {sid: (e["state"], e["detail"]) for sid, e in got.items()} == {
+        "cam-1": ("up", "h264 640x360"), "cam-2": ("down", "not found (404)")}
+    assert got["cam-1"]["t"] == pytest.approx(began)
+    with Subscriber(fwd.public_endpoint, streams=["cam-2"], events=True) as only_cam2:
+        message = only_cam2.recv(timeout=10)
+        assert message is not None and (message.stream, message.payload["state"]) == (
+            "cam-2", "down")

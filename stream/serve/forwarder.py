@@ -1,35 +1,61 @@
-"""The supervisor's publisher: internal PULL in, public PUB out.
+"""The supervisor's publisher: internal PULL in, public XPUB out, stream states in between.
 
 Producers and the worker PUSH to one internal PULL socket (stream.wire.push);
-the `Forwarder` copies every message to the public PUB socket. Why the extra
-hop: one public socket for the whole pipeline (one port, one CURVE setup, one
-place that counts messages_published_total, and a restarted worker never
-re-binds the public port), and the supervisor sees every `event.*` message,
-which is how it knows each stream's state for /healthz.
+the `Forwarder` copies every label to the public socket. Why the extra hop: one
+public socket for the whole pipeline (one port, one CURVE setup, one place that
+counts messages_published_total, and a restarted worker never re-binds the
+public port), and the supervisor sees every event, which is how it knows each
+stream's state.
 
-The PUB socket drops messages for a subscriber whose queue (`sndhwm`) is full,
-so a slow subscriber loses messages, never the pipeline's time, and memory stays
-bounded by `sndhwm` messages per subscriber.
+Events are not copied: what producers report goes into `StreamStates`
+(stream.serve.states), the one owner of each stream's state, which publishes the
+state it derives. The supervisor's own news (a stream added, the worker
+gone or back, a stream removed, the pipeline stopping) arrives on the same
+internal socket as `ctl.*` messages, so states change in this one thread, in the
+order things happened.
+
+The public socket is an XPUB: it sees each subscription, and answers a new
+subscriber to `event.*` with the current state of every stream it matches (its
+`t` is when that state began), so a client that connects late can tell a quiet
+stream from a dead one at once. It drops messages for a subscriber whose queue
+(`sndhwm`) is full, so a slow subscriber loses messages, never the pipeline's
+time, and memory stays bounded by `sndhwm` messages per subscriber.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from typing import Any
 
+import msgpack
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from stream.config import PublishSection
 from stream.metrics import PipelineMetrics
+from stream.serve.states import StreamStates
 from stream.wire.curve import serve_curve
-from stream.wire.messages import EVENT_PREFIX, LABEL_PREFIX, MessageError, decode
+from stream.wire.messages import (
+    EVENT_PREFIX,
+    LABEL_PREFIX,
+    MessageError,
+    decode,
+    event_frames,
+    event_topic,
+)
 
 log = logging.getLogger(__name__)
 
-EventCallback = Callable[[dict[str, Any]], None]
+CONTROL_PREFIX = b"ctl."
+_SUBSCRIBE = 1  # first byte of an XPUB subscription message (0: unsubscribe)
+
+
+def control_frames(verb: str, **payload: Any) -> list[bytes]:
+    """An internal message from the supervisor to the forwarder's states:
+    `add(stream=..., t=now)`, `inference(available=bool)`,
+    `remove(stream=..., detail=...)`, `stop(detail=...)`."""
+    return [CONTROL_PREFIX + verb.encode(), msgpack.packb(payload, use_bin_type=True)]
 
 
 class Forwarder:
@@ -37,11 +63,11 @@ class Forwarder:
     a thread copies every message from one to the other.
 
     Each message is checked just enough to keep the public feed clean (two frames,
-    a `label.`/`event.` topic; events are decoded and handed to `on_event`, which
-    the supervisor uses to track stream states). Malformed messages are dropped and
-    counted in `.malformed`. Both sockets are bound in the constructor, so a taken
-    port fails there, in the caller's thread; after that only the forwarding thread
-    touches them until `close()`.
+    a `label.`/`event.`/`ctl.` topic). Malformed messages are dropped and counted in
+    `.malformed`. Both sockets are bound in the constructor, so a taken port fails
+    there, in the caller's thread; after that only the forwarding thread touches
+    them, and `states`, until `close()`. `stopped` is set once the final events of
+    a `stop` went out.
     """
 
     POLL_MS = 100  # how soon close() is noticed
@@ -51,25 +77,24 @@ class Forwarder:
         context: zmq.Context,
         internal_endpoint: str,
         publish: PublishSection,
-        *,
-        on_event: EventCallback | None = None,
-        metrics: PipelineMetrics | None = None,
     ) -> None:
-        self._on_event = on_event
-        self._metrics = metrics
+        self._metrics: PipelineMetrics | None = None
+        self.states = StreamStates(self._publish_event)
+        self.stopped = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._auth: ThreadAuthenticator | None = None
         self.forwarded = 0
         self.malformed = 0
         self._pull = context.socket(zmq.PULL)
-        self._pub = context.socket(zmq.PUB)
+        self._pub = context.socket(zmq.XPUB)
         try:
             self._pull.rcvhwm = publish.sndhwm
             self._pull.linger = 0
             self._pull.bind(internal_endpoint)
             self._pub.sndhwm = publish.sndhwm
             self._pub.linger = 0
+            self._pub.setsockopt(zmq.XPUB_VERBOSE, 1)  # every subscriber's subscribe, for welcomes
             if publish.curve is not None:
                 curve = publish.curve
                 self._auth = serve_curve(
@@ -82,7 +107,11 @@ class Forwarder:
         self.internal_endpoint: str = self._pull.last_endpoint.decode()
         self.public_endpoint: str = self._pub.last_endpoint.decode()
 
-    def start(self) -> Forwarder:
+    def start(self, metrics: PipelineMetrics | None = None) -> Forwarder:
+        """Forward from now on; `metrics` (made once the run's metrics directory
+        exists) counts messages and records stream states."""
+        self._metrics = metrics
+        self.states.metrics = metrics
         self._thread = threading.Thread(target=self._run, name="adafocus-forwarder", daemon=True)
         self._thread.start()
         return self
@@ -90,8 +119,12 @@ class Forwarder:
     def _run(self) -> None:
         poller = zmq.Poller()
         poller.register(self._pull, zmq.POLLIN)
+        poller.register(self._pub, zmq.POLLIN)
         while not self._stop.is_set():
-            if not poller.poll(self.POLL_MS):
+            ready = dict(poller.poll(self.POLL_MS))
+            if self._pub in ready:
+                self._subscriptions()
+            if self._pull not in ready:
                 continue
             # Drain what is queued, but come back to check _stop now and then.
             for _ in range(10_000):
@@ -99,25 +132,62 @@ class Forwarder:
                     frames = self._pull.recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:
                     break
-                self._forward(frames)
+                try:
+                    self._take(frames)
+                except Exception:  # a bug here must not stop forwarding for good
+                    log.exception("forwarder failed on %r", frames[0][:80] if frames else b"")
 
-    def _forward(self, frames: list[bytes]) -> None:
+    def _take(self, frames: list[bytes]) -> None:
         topic = frames[0] if frames else b""
-        if len(frames) != 2 or not topic.startswith((LABEL_PREFIX.encode(), EVENT_PREFIX.encode())):
+        if len(frames) != 2:
             self._reject(f"{len(frames)} frame(s), topic {topic[:80]!r}")
-            return
-        if topic.startswith(EVENT_PREFIX.encode()):
+        elif topic.startswith(LABEL_PREFIX.encode()):
+            self._send(frames)
+        elif topic.startswith(EVENT_PREFIX.encode()):
             try:
                 _, payload = decode(frames)
             except MessageError as exc:
                 self._reject(str(exc))
                 return
-            if self._on_event is not None:
-                try:
-                    self._on_event(payload)
-                except Exception:  # a bug in the callback must not stop forwarding
-                    log.exception("event callback failed on %s", topic)
-        # PUB never blocks: a subscriber whose queue is full just misses this one.
+            self.states.source(payload["stream"], payload["state"], payload["detail"],
+                               payload["t"])
+        elif topic.startswith(CONTROL_PREFIX):
+            self._control(topic[len(CONTROL_PREFIX):].decode(), msgpack.unpackb(frames[1]))
+        else:
+            self._reject(f"topic {topic[:80]!r}")
+
+    def _control(self, verb: str, payload: dict[str, Any]) -> None:
+        if verb == "add":
+            self.states.add(payload["stream"], payload["t"])
+        elif verb == "inference":
+            self.states.inference(payload["available"])
+        elif verb == "remove":
+            self.states.remove(payload["stream"], payload["detail"])
+        elif verb == "stop":
+            self.states.stop(payload["detail"])
+            self.stopped.set()
+        else:
+            self._reject(f"control verb {verb!r}")
+
+    def _subscriptions(self) -> None:
+        """Welcome each new `event.*` subscriber with the current states."""
+        while True:
+            try:
+                message = self._pub.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if not message or message[0] != _SUBSCRIBE:
+                continue
+            prefix = message[1:]
+            for stream_id, state in self.states.snapshot().items():
+                if event_topic(stream_id).startswith(prefix):
+                    self._send(event_frames(stream_id, state.state, state.detail, state.since))
+
+    def _publish_event(self, stream_id: str, state: str, detail: str, t: float) -> None:
+        self._send(event_frames(stream_id, state, detail, t))
+
+    def _send(self, frames: list[bytes]) -> None:
+        # XPUB never blocks: a subscriber whose queue is full just misses this one.
         self._pub.send_multipart(frames, flags=zmq.NOBLOCK)
         self.forwarded += 1
         if self._metrics is not None:

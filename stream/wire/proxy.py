@@ -145,6 +145,10 @@ class FanInProxy:
             sock.ipv6 = True
             sock.sndhwm = hwm
             sock.rcvhwm = hwm
+        # Pass every subscriber's subscription on, repeats included: a worker answers
+        # each `event.*` subscription with its streams' current states, and a
+        # subscriber that arrives after another one with the same prefix needs them too.
+        self.frontend.setsockopt(zmq.XPUB_VERBOSE, 1)
         try:
             self._secure(context, curve or CurveKeys())
             self.frontend.bind(bind)
