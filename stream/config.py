@@ -32,6 +32,7 @@ from pydantic import (
 from adafocus.interface import BUILTIN_PREFIX, SKIP_MODES, CheckpointError, resolve_spec
 from adafocus.schema import FieldProblem, Schema, ValidationError, problems
 from stream.ingest.uri import TRANSPORTS, SourceError, mask_uri, parse_source
+from stream.wire.curve import CurveError, load_key_pair
 
 STREAM_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -207,7 +208,12 @@ class CurveSection(Schema):
     @field_validator("server_secret_key", mode="before")
     @classmethod
     def _secret_key(cls, value: Any, info: ValidationInfo) -> Path:
-        return _existing(value, info, Path.is_file, "file")
+        path = _existing(value, info, Path.is_file, "file")
+        try:
+            load_key_pair(path)  # a public .key, or garbage, fails here and not at bind
+        except CurveError as exc:
+            raise ValueError(str(exc)) from None
+        return path
 
     @field_validator("authorized_clients", mode="before")
     @classmethod

@@ -101,7 +101,7 @@ def sweep_stale_segments(shm_dir: Path = SHM_DIR) -> list[str]:
     removed = []
     for path in shm_dir.glob(NAME_PREFIX + "*"):
         match = _NAME_RE.fullmatch(path.name)
-        if match and not _alive(int(match.group(1))):
+        if match and not pid_alive(int(match.group(1))):
             try:
                 path.unlink()
             except FileNotFoundError:
@@ -110,13 +110,27 @@ def sweep_stale_segments(shm_dir: Path = SHM_DIR) -> list[str]:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def ring_bytes(slots: int, height: int, width: int) -> int:
+    """The shared memory one ring of `slots` frames of height x width takes."""
+    return _layout(slots, height, width)[3]
+
+
+def shared_memory_free(shm_dir: Path = SHM_DIR) -> int:
+    """Bytes still free in the shared-memory filesystem (/dev/shm: a tmpfs whose
+    size Docker sets with --shm-size, 64 MiB by default)."""
+    stats = os.statvfs(shm_dir)
+    return stats.f_bavail * stats.f_frsize
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (someone else's counts as alive:
+    not ours to judge)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # someone else's process: not ours to judge
+        return True
     return True
 
 

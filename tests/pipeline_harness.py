@@ -118,15 +118,21 @@ class RunningPipeline:
         self.config_path = workdir / "pipeline.yaml"
         self.write_config(config)
         self.metrics_url = f"http://{config['metrics']['bind']}"
-        self.metrics_dir = workdir / "metrics"
+        self.shared_metrics_dir = workdir / "metrics"
         self.collector = Collector(config["publish"]["bind"])
         self.collector.start()
         self.process = Process(
             [sys.executable, "-m", "stream.cli", "run", str(self.config_path)],
             workdir / "pipeline.log",
-            env={"PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir), **(env or {})},
+            env={"PROMETHEUS_MULTIPROC_DIR": str(self.shared_metrics_dir), **(env or {})},
         )
         self.pid = self.process.proc.pid
+
+    @property
+    def metrics_dir(self) -> Path:
+        """This run's own folder inside PROMETHEUS_MULTIPROC_DIR (stream.serve.rundir)."""
+        (folder,) = self.shared_metrics_dir.glob(f"adafocus-{self.pid}-*")
+        return folder
 
     def write_config(self, config: dict[str, Any]) -> None:
         self.config_path.write_text(yaml.safe_dump(config))

@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import signal
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.context import SpawnContext
@@ -86,13 +87,14 @@ def exit_text(code: int | None) -> str:
     return f"exit status {code}"
 
 
-def stop_process(process: BaseProcess, metrics_id: str, grace_s: float) -> None:
-    """SIGTERM, then SIGKILL after `grace_s`; always reaps, so a replacement
-    started after this never shares `metrics_id` with a live process (see
-    stream.metrics.use_process_identifier)."""
+def stop_process(process: BaseProcess, metrics_id: str, deadline: float) -> None:
+    """SIGTERM, then SIGKILL once the monotonic `deadline` passed; always reaps, so
+    a replacement started after this never shares `metrics_id` with a live process
+    (see stream.metrics.use_process_identifier). A shared deadline lets a
+    shutdown signal every child first and wait for all of them at once."""
     if process.exitcode is None:
         process.terminate()
-        process.join(grace_s)
+        process.join(max(0.0, deadline - time.monotonic()))
     if process.exitcode is None:
         log.warning("%s (pid %s) ignored SIGTERM; killing it", process.name, process.pid)
         process.kill()

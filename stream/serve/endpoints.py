@@ -1,25 +1,26 @@
 """The pipeline's public side, owned by the supervisor: the results socket and HTTP.
 
-`Endpoints.open` binds the internal PULL and public PUB (the Forwarder) and the
+`Endpoints.open` binds the internal PULL and public XPUB (the Forwarder) and the
 /metrics, /healthz, /livez server, so a port in use is a start-up error of one
-line; `publish_event` sends the supervisor's own events through the same
-internal hop as every producer's (one order per sender, and the forwarder sees
-them for /healthz); `close` frees the ports and the ZeroMQ context.
+line, before anything shared (the metrics directory) is touched; `start` begins
+forwarding once the run's metrics exist. The supervisor talks to the stream
+states through `control` and `report`: both go through the same internal hop as
+every producer's events, so the forwarder's thread sees everything in order.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import zmq
 
 from stream.config import PipelineConfig
-from stream.metrics import PipelineMetrics
-from stream.serve.forwarder import Forwarder
-from stream.serve.http import HealthState, MetricsServer
+from stream.metrics import PipelineMetrics, scrape_registry
+from stream.serve.forwarder import Forwarder, control_frames
+from stream.serve.health import HealthState
+from stream.serve.http import MetricsServer
 from stream.wire.messages import event_frames
 from stream.wire.push import connect_push, send_nowait
 
@@ -39,30 +40,26 @@ class Endpoints:
         self._forwarder: Forwarder | None = None
         self._push: zmq.Socket | None = None
         self._http: MetricsServer | None = None
+        self.health: HealthState | None = None
         self.publish_endpoint: str | None = None
         self.metrics_url: str | None = None
 
-    def open(
-        self,
-        config: PipelineConfig,
-        internal_endpoint: str,
-        health: HealthState,
-        on_event: Callable[[dict[str, Any]], None],
-        metrics: PipelineMetrics,
-    ) -> None:
+    def open(self, config: PipelineConfig, internal_endpoint: str) -> None:
+        """Bind everything; EndpointError naming the key when a port is taken."""
         self._context = zmq.Context()
         try:
-            self._forwarder = Forwarder(
-                self._context, internal_endpoint, config.publish, on_event=on_event,
-                metrics=metrics,
-            ).start()
+            self._forwarder = Forwarder(self._context, internal_endpoint, config.publish)
         except zmq.ZMQError as exc:
             raise EndpointError(f"publish.bind: cannot bind {config.publish.bind}: {exc}") from None
         self.publish_endpoint = self._forwarder.public_endpoint
         self._push = connect_push(self._context, internal_endpoint)
+        states = self._forwarder.states
+        self.health = HealthState(states.snapshot, config.worker.hang_timeout_s)
         m = config.metrics
         try:
-            self._http = MetricsServer(m.host, m.port, health).start()
+            self._http = MetricsServer(
+                m.host, m.port, self.health, lambda: scrape_registry(states.configured)
+            ).start()
         except OSError as exc:
             raise EndpointError(
                 f"metrics.bind: cannot serve on {m.bind}: {exc.strerror or exc}"
@@ -71,9 +68,29 @@ class Endpoints:
         log.info("results on %s, metrics on %s/metrics, health on %s/healthz",
                  self.publish_endpoint, self.metrics_url, self.metrics_url)
 
-    def publish_event(self, stream_id: str, state: str, detail: str) -> None:
+    def start(self, metrics: PipelineMetrics) -> None:
+        """Forward from now on (the run's metrics directory exists)."""
+        assert self._forwarder is not None
+        self._forwarder.start(metrics)
+
+    def control(self, verb: str, **payload: Any) -> None:
+        """News for the stream states (stream.serve.forwarder.control_frames)."""
+        if self._push is not None:
+            send_nowait(self._push, control_frames(verb, **payload))
+
+    def report(self, stream_id: str, state: str, detail: str) -> None:
+        """A source state on behalf of a producer that cannot say it any more."""
         if self._push is not None:
             send_nowait(self._push, event_frames(stream_id, state, detail, time.time()))
+
+    def final_events(self, detail: str, timeout_s: float) -> None:
+        """A last `down` for every stream still live, and the moment the socket
+        needs to put them on the wire (at most `timeout_s`)."""
+        if self._forwarder is None or self._push is None:
+            return
+        self.control("stop", detail=detail)
+        self._forwarder.stopped.wait(timeout_s)
+        time.sleep(0.2)  # the XPUB's queue drains before close(linger=0) drops it
 
     def close(self) -> None:
         if self._push is not None:

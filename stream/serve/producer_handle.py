@@ -20,7 +20,7 @@ from stream.config import IngestSection, StreamSection
 from stream.exitcodes import EXIT_OK, EXIT_PERMANENT
 from stream.ingest.producer import run_producer
 from stream.ingest.uri import mask_uri
-from stream.metrics import mark_process_dead, producer_identifier
+from stream.metrics import PipelineMetrics, mark_process_dead, producer_identifier
 from stream.ring import FrameRing
 from stream.serve.children import (
     RestartPolicy,
@@ -53,6 +53,7 @@ class ProducerHandle:
         events_endpoint: str,
         policy: RestartPolicy,
         log_level: int,
+        metrics: PipelineMetrics,
     ) -> None:
         self.section = section
         self.ring = ring
@@ -61,6 +62,7 @@ class ProducerHandle:
         self._events_endpoint = events_endpoint
         self._policy = policy
         self._log_level = log_level
+        self._restarts = metrics.process_restarts.labels("producer", section.id)
         self._mp = spawn_context()
         self._backoff = policy.backoff()
         self._process: BaseProcess | None = None
@@ -99,7 +101,7 @@ class ProducerHandle:
 
     def restart_with(self, section: StreamSection, ingest: IngestSection) -> None:
         """A changed configuration: a fresh producer and a fresh backoff."""
-        self.stop()
+        self.stop(time.monotonic() + self._policy.stop_grace_s)
         self.section = section
         self.finished = False
         self._backoff = self._policy.backoff()
@@ -121,15 +123,16 @@ class ProducerHandle:
             self.start(ingest)
         return outcome
 
-    def stop(self) -> None:
+    def stop(self, deadline: float) -> None:
+        """Stop the producer: SIGKILL if it is still there at `deadline` (monotonic)."""
         if self._process is not None:
-            stop_process(self._process, producer_identifier(self.slot), self._policy.stop_grace_s)
+            stop_process(self._process, producer_identifier(self.slot), deadline)
             self._process = None
         self._restart_at = None
 
     def release(self) -> None:
         """Stop the producer and free the ring (the stream is gone for good)."""
-        self.stop()
+        self.stop(time.monotonic() + self._policy.stop_grace_s)
         self.ring.close()
         self.ring.unlink()
 
@@ -158,5 +161,6 @@ class ProducerHandle:
             return ProducerExit("down", detail)
         detail = f"{what}; restarting in {delay:.1f} s"
         log.warning("stream %s: %s", self.id, detail)
+        self._restarts.inc()
         self._restart_at = now + delay
         return ProducerExit("reconnecting", detail)

@@ -14,13 +14,19 @@ and stop, plus the public endpoints (the forwarder's PUB socket, /metrics,
 - on SIGINT/SIGTERM leaves the loop and stops everything: children first, a
   final `down` per stream, sockets, shared memory; exit 0 within a few seconds.
 
+Stream states are not the supervisor's to write: it reports what it knows (a
+producer died, the worker is gone or back, a stream was added or removed) to
+the one owner of every stream's state, stream.serve.states, which lives in the
+forwarder's thread. Start-up stops at the first SIGTERM, and shutdown has one
+deadline for all children however many there are.
+
 Signal handlers only set flags; everything happens in the loop's thread except
-forwarding (the Forwarder's thread) and HTTP (MetricsServer's thread), which
-only share the HealthState and the `_last_event` table with it.
+forwarding (the Forwarder's thread) and HTTP (MetricsServer's thread).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import signal
 import time
@@ -31,10 +37,15 @@ from typing import Any
 from stream.config import ConfigError, PipelineConfig, StreamSection, load_config
 from stream.infer.worker import WorkerStream
 from stream.metrics import PipelineMetrics
-from stream.ring import FrameRing, ring_name, sweep_stale_segments
+from stream.ring import (
+    FrameRing,
+    ring_bytes,
+    ring_name,
+    shared_memory_free,
+    sweep_stale_segments,
+)
 from stream.serve.children import LOG_FORMAT, RestartPolicy
 from stream.serve.endpoints import EndpointError, Endpoints
-from stream.serve.http import HealthState
 from stream.serve.producer_handle import ProducerHandle
 from stream.serve.reload import plan_reload
 from stream.serve.rundir import RunDirectory
@@ -45,7 +56,6 @@ __all__ = ["LOG_FORMAT", "RestartPolicy", "Supervisor", "SupervisorError"]
 
 log = logging.getLogger("adafocus.supervisor")
 
-WORKER_STALL_DETAIL = "inference worker restarting"
 STOP_DETAIL = "pipeline stopped"
 
 
@@ -69,21 +79,21 @@ class Supervisor:
         self._policy = policy or RestartPolicy()
         self._log_level = logging.getLogger().getEffectiveLevel()
         self._stop_requested = False
+        self._stop_why = ""
         self._reload_requested = False
         self._exit_status = 0
         self._streams: dict[str, ProducerHandle] = {}
         self._worker: WorkerHandle | None = None
-        self._worker_stalled: set[str] = set()
         self._frame_size: tuple[int, int] | None = None
-        # (state, detail) of the newest event per stream; written by the forwarder thread
-        self._last_event: dict[str, tuple[str, str]] = {}
         self._run_dir: RunDirectory | None = None
         self._endpoints = Endpoints()
-        self._health: HealthState | None = None
+        self._metrics: PipelineMetrics | None = None
 
     # ------------------------------------------------------------------ control
 
-    def request_stop(self) -> None:
+    def request_stop(self, why: str = "asked to stop") -> None:
+        if not self._stop_requested:
+            self._stop_why = why
         self._stop_requested = True
 
     def request_reload(self) -> None:
@@ -92,8 +102,8 @@ class Supervisor:
     def run(self) -> int:
         """Start, supervise until SIGINT/SIGTERM (or `request_stop`), stop.
         Raises SupervisorError for start-up problems."""
-        signal.signal(signal.SIGTERM, lambda *_: self.request_stop())
-        signal.signal(signal.SIGINT, lambda *_: self.request_stop())
+        signal.signal(signal.SIGTERM, lambda *_: self.request_stop("SIGTERM"))
+        signal.signal(signal.SIGINT, lambda *_: self.request_stop("SIGINT"))
         signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
         try:
             self._start()
@@ -119,24 +129,39 @@ class Supervisor:
         if removed:
             log.info("removed %d frame ring(s) left by dead supervisors", len(removed))
         self._run_dir = RunDirectory()
-        self._run_dir.prepare_metrics()
-        metrics = PipelineMetrics()  # after the multiprocess dir is set
-        wanted = self._wanted(self._config)
-        self._health = HealthState(wanted, self._config.worker.hang_timeout_s)
-        try:
-            self._endpoints.open(self._config, self._run_dir.results_endpoint, self._health,
-                                 self._on_event, metrics)
+        try:  # the ports first: a second pipeline on the same ports touches nothing
+            self._endpoints.open(self._config, self._run_dir.results_endpoint)
         except EndpointError as exc:
             raise SupervisorError(str(exc)) from None
-        self._worker = WorkerHandle(
-            self._config, self._run_dir.results_endpoint, self._policy, self, self._log_level
-        )
+        warn_if_exposed(self._config)
+        self._run_dir.prepare_metrics()
+        self._metrics = PipelineMetrics()  # after the multiprocess dir is set
+        self._endpoints.start(self._metrics)
+        wanted = self._wanted(self._config)
+        self._worker = WorkerHandle(self._config, self._run_dir.results_endpoint, self._policy,
+                                    self, self._log_level, self._metrics)
         self._worker.start(self._worker_streams())
         self._await_worker_ready()
+        if self._frame_size is not None:
+            self._check_shared_memory(len(wanted))
         for section in wanted.values():
-            if self._stop_requested:
+            if self._stop_requested:  # SIGTERM while starting: start nothing more
                 return
             self._add_stream(section)
+
+    def _check_shared_memory(self, streams: int) -> None:
+        """Refuse rings that cannot fit, before creating any (a ring that does not
+        fit in /dev/shm fails with SIGBUS on its first write, not at creation)."""
+        assert self._frame_size is not None
+        slots = self._config.ingest.ring_slots
+        need = streams * ring_bytes(slots, *self._frame_size)
+        free = shared_memory_free()
+        if need > free:
+            raise SupervisorError(
+                f"ingest.ring_slots: {streams} stream(s) x {slots} slots of "
+                f"{self._frame_size[1]}x{self._frame_size[0]} frames need {need / 2**20:.0f} MiB "
+                f"of shared memory, /dev/shm has {free / 2**20:.0f} MiB free"
+            )
 
     def _await_worker_ready(self) -> None:
         """Block until the first worker loaded the model: the rings' frame size is
@@ -155,17 +180,6 @@ class Supervisor:
             if died is not None and self._frame_size is None:
                 raise SupervisorError(f"inference worker failed while loading the model ({died})")
 
-    # ------------------------------------------------------------------ events
-
-    def _on_event(self, payload: dict[str, Any]) -> None:
-        """Forwarder thread: every event.* message, ours included."""
-        self._last_event[payload["stream"]] = (payload["state"], payload.get("detail", ""))
-        assert self._health is not None
-        self._health.on_event(payload)
-
-    def _publish_event(self, stream_id: str, state: str, detail: str) -> None:
-        self._endpoints.publish_event(stream_id, state, detail)
-
     # ------------------------------------------------------------------ the loop
 
     def _wait_for_something(self, timeout: float) -> None:
@@ -179,15 +193,15 @@ class Supervisor:
             time.sleep(timeout)
 
     def _poll_children(self) -> None:
-        assert self._worker is not None and self._health is not None
+        assert self._worker is not None and self._endpoints.health is not None
         self._worker.poll(self._worker_streams())
         tick = self._worker.last_tick()
         if tick is not None:
-            self._health.worker_ticked(tick)
+            self._endpoints.health.worker_ticked(tick)
         for sid, stream in self._streams.items():
             outcome = stream.poll(self._config.ingest)
             if outcome is not None and outcome.state is not None:
-                self._publish_event(sid, outcome.state, outcome.detail)
+                self._endpoints.report(sid, outcome.state, outcome.detail)
 
     # ------------------------------------------------------------------ worker news
 
@@ -208,10 +222,7 @@ class Supervisor:
             self._frame_size = size
             log.info("model loaded on %s: %dx%d frames, %d classes", info["device"], size[1],
                      size[0], len(info["class_names"]))
-        for sid in self._worker_stalled:  # marked stalled by our restart, unless news came since
-            if self._last_event.get(sid) == ("stalled", WORKER_STALL_DETAIL):
-                self._publish_event(sid, "up", "inference resumed")
-        self._worker_stalled.clear()
+        self._endpoints.control("inference", available=True)
 
     def worker_error(self, message: str) -> None:
         if self._frame_size is None:
@@ -219,10 +230,8 @@ class Supervisor:
         self._fail(f"inference worker cannot load the model any more: {message}")
 
     def worker_restarting(self, why: str) -> None:
-        """Its streams are reported `stalled` until it is back."""
-        for sid in self._streams:
-            self._publish_event(sid, "stalled", WORKER_STALL_DETAIL)
-        self._worker_stalled = set(self._streams)
+        """Streams whose source is up are `stalled` until it is back."""
+        self._endpoints.control("inference", available=False)
 
     def worker_gone(self, why: str) -> None:
         if not self._stop_requested:  # worker_error may have stopped us already
@@ -230,7 +239,8 @@ class Supervisor:
 
     def _fail(self, why: str) -> None:
         log.error("%s; stopping the pipeline", why)
-        self._exit_status, self._stop_requested = 1, True
+        self._exit_status = 1
+        self.request_stop(why)
 
     # ------------------------------------------------------------------ streams
 
@@ -240,9 +250,11 @@ class Supervisor:
         ring = FrameRing.create(
             ring_name("adafocus", section.id), self._config.ingest.ring_slots, height, width
         )
-        stream = ProducerHandle(section, ring, self._free_slot(),
-                                self._run_dir.results_endpoint, self._policy, self._log_level)
+        stream = ProducerHandle(section, ring, self._free_slot(), self._run_dir.results_endpoint,
+                                self._policy, self._log_level, self._metrics)
         self._streams[section.id] = stream
+        # Before its producer can say anything: the states ignore unknown streams.
+        self._endpoints.control("add", stream=section.id, t=time.time())
         stream.start(self._config.ingest)
         self._send_worker_add(stream)
 
@@ -264,7 +276,7 @@ class Supervisor:
         stream = self._streams.pop(sid)
         self._worker.send(("remove", sid))
         stream.release()
-        self._publish_event(sid, "down", detail)
+        self._endpoints.control("remove", stream=sid, detail=detail)
 
     # ------------------------------------------------------------------ reload
 
@@ -300,8 +312,6 @@ class Supervisor:
             self._send_worker_add(self._streams[section.id])
         for section in plan.added:
             self._add_stream(section)
-        assert self._health is not None
-        self._health.set_streams(self._wanted(self._config))
         log.info("reload: %d stream(s) added, %d removed, %d restarted, %d unchanged",
                  len(plan.added), len(plan.removed), len(plan.restarted) + len(plan.rebuilt),
                  plan.unchanged)
@@ -310,18 +320,19 @@ class Supervisor:
 
     def _shutdown(self) -> None:
         """Children first (so nothing writes any more), then the final events, the
-        sockets and the shared memory. Bounded: about stop_grace_s + 1 s."""
+        sockets and the shared memory. One deadline for every child, however many
+        there are: SIGTERM to all, then SIGKILL to whoever is left at
+        stop_grace_s. Bounded: about stop_grace_s + 1.5 s."""
         started = time.monotonic()
+        log.info("stopping (%s)", self._stop_why or "start-up failed")
+        deadline = started + self._policy.stop_grace_s
         for stream in self._streams.values():
             stream.terminate()
         if self._worker is not None:
-            self._worker.stop()
+            self._worker.stop(deadline)
         for stream in self._streams.values():
-            stream.stop()
-        for sid in self._streams:
-            if self._last_event.get(sid, ("",))[0] not in ("down", "ended"):
-                self._publish_event(sid, "down", STOP_DETAIL)
-        self._await_forwarded(deadline=time.monotonic() + 1.0)
+            stream.stop(deadline)
+        self._endpoints.final_events(STOP_DETAIL, timeout_s=1.0)
         self._endpoints.close()
         for stream in self._streams.values():
             stream.release()
@@ -330,15 +341,27 @@ class Supervisor:
             self._run_dir.remove()
         log.info("stopped in %.1f s", time.monotonic() - started)
 
-    def _await_forwarded(self, deadline: float) -> None:
-        """Give the forwarder the moment it needs to pass our final events on, and
-        the PUB socket the moment it needs to put them on the wire."""
-        while time.monotonic() < deadline:
-            pending = [
-                sid for sid in self._streams
-                if self._last_event.get(sid, ("",))[0] not in ("down", "ended")
-            ]
-            if not pending:
-                break
-            time.sleep(0.02)
-        time.sleep(0.2)
+
+def warn_if_exposed(config: PipelineConfig) -> None:
+    """One warning line per endpoint bound beyond loopback without protection:
+    an explicit choice, but one an operator should see in the log."""
+    bind = config.publish.bind
+    if bind.startswith("tcp://") and config.publish.curve is None and not is_loopback(
+        bind[len("tcp://"):].rsplit(":", 1)[0]
+    ):
+        log.warning("publish.bind %s is beyond loopback without CURVE: anyone who can reach "
+                    "it can read every label (set publish.curve)", bind)
+    if not is_loopback(config.metrics.host):
+        log.warning("metrics.bind %s is beyond loopback: /metrics and /healthz are served "
+                    "without authentication", config.metrics.bind)
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and localhost; a wildcard or any other name is not."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

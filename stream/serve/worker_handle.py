@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from stream.config import PipelineConfig
 from stream.exitcodes import EXIT_MODEL_ERROR
 from stream.infer.worker import WorkerStream, run_worker
-from stream.metrics import WORKER_IDENTIFIER
+from stream.metrics import WORKER_IDENTIFIER, PipelineMetrics
 from stream.serve.children import (
     RestartPolicy,
     child_main,
@@ -70,12 +70,14 @@ class WorkerHandle:
         policy: RestartPolicy,
         listener: WorkerListener,
         log_level: int,
+        metrics: PipelineMetrics,
     ) -> None:
         self._config = config
         self._results_endpoint = results_endpoint
         self._policy = policy
         self._listener = listener
         self._log_level = log_level
+        self._restarts = metrics.process_restarts.labels("worker", "")
         self._mp = spawn_context()
         self._backoff = policy.backoff()
         self._current: _Process | None = None
@@ -171,10 +173,10 @@ class WorkerHandle:
                 f"{self._policy.worker_start_timeout_s:g} s"
             )
 
-    def stop(self) -> None:
-        """Ask the worker to stop, then make sure it did."""
+    def stop(self, deadline: float) -> None:
+        """Ask the worker to stop, then make sure it did by `deadline` (monotonic)."""
         self.send(("stop", None))
-        self._stop_current()
+        self._stop_current(deadline)
         self._restart_at = None
 
     def _read_messages(self, current: _Process) -> None:
@@ -204,13 +206,16 @@ class WorkerHandle:
             )
             return
         log.warning("%s; restarting it in %.1f s", why, delay)
+        self._restarts.inc()
         self._listener.worker_restarting(why)
         self._restart_at = now + delay
 
-    def _stop_current(self) -> None:
+    def _stop_current(self, deadline: float | None = None) -> None:
         current = self._current
         if current is None:
             return
-        stop_process(current.process, WORKER_IDENTIFIER, self._policy.stop_grace_s)
+        if deadline is None:
+            deadline = time.monotonic() + self._policy.stop_grace_s
+        stop_process(current.process, WORKER_IDENTIFIER, deadline)
         current.control.close()
         self._current = None
