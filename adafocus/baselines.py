@@ -32,13 +32,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from adafocus.checkpoint import (
-    IMAGENET_NORMALIZATION,
-    CheckpointError,
-    atomic_save,
-    resolve_spec,
-)
+from adafocus.checkpoint import IMAGENET_NORMALIZATION, atomic_save
 from adafocus.config import config_from_dict, config_to_dict
+from adafocus.interface import CheckpointError, resolve_spec
 from adafocus.online import OnlineAdaFocus
 from adafocus.train.baselines import BASELINE_KINDS, build_baseline
 

@@ -7,7 +7,8 @@ unpickled, and validated key by key before a model is built::
      "gflops": {component: GFLOPs (GMACs), ...}, "skip_calibration": dict | None,
      "training": dict (plain-data summary), "state_dict": {name: tensor}}
 
-``builtin:NAME`` names adafocus/checkpoints/NAME.pt inside the package.
+``builtin:NAME`` names adafocus/checkpoints/NAME.pt inside the package
+(adafocus.interface.resolve_spec).
 """
 
 from __future__ import annotations
@@ -24,18 +25,14 @@ import torch
 
 from adafocus.config import AdaFocusConfig, config_from_dict, config_to_dict
 from adafocus.flops import COMPONENTS, component_gflops
+from adafocus.interface import CheckpointError, resolve_spec
 from adafocus.models import AdaFocus
 from adafocus.skip import validate_calibration
 
 FORMAT = "adafocus-stream/1"
-BUILTIN_DIR = Path(__file__).resolve().parent / "checkpoints"
 IMAGENET_NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 _KEYS = ("format", "config", "class_names", "normalization", "gflops", "skip_calibration",
          "training", "state_dict")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used: missing, truncated, foreign or mismatched."""
 
 
 @dataclass
@@ -55,22 +52,6 @@ class Checkpoint:
         model = AdaFocus(self.config)
         model.load_state_dict(self.state_dict)
         return model.eval()
-
-
-def resolve_spec(spec: str | os.PathLike) -> Path:
-    """A path, or ``builtin:NAME`` -> adafocus/checkpoints/NAME.pt."""
-    text = os.fspath(spec)
-    if text.startswith("builtin:"):
-        name = text[len("builtin:"):]
-        path = BUILTIN_DIR / f"{name}.pt"
-        if not name or "/" in name or not path.is_file():
-            known = sorted(p.stem for p in BUILTIN_DIR.glob("*.pt")) if BUILTIN_DIR.is_dir() else []
-            raise CheckpointError(f"no builtin checkpoint {name!r}; available: {known or 'none'}")
-        return path
-    path = Path(text)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint file at {path}")
-    return path
 
 
 def save_checkpoint(path: str | os.PathLike, model: AdaFocus, class_names: list[str], *,

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from adafocus.checkpoint import CheckpointError, load_checkpoint
+from adafocus.checkpoint import load_checkpoint
 from adafocus.data.moving_digits import MovingDigitsScene
 from adafocus.evaluate_metrics import (
     DEFAULT_HOLD,
@@ -34,6 +34,7 @@ from adafocus.evaluate_metrics import (
     frame_accuracy,
     summarize_delays,
 )
+from adafocus.interface import CheckpointError
 from adafocus.online import OnlineAdaFocus
 from adafocus.skip import thresholds_for_budget
 from adafocus.train.comparisons import Method, compare_path, load_comparisons

@@ -16,8 +16,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from adafocus.config import AdaFocusConfig
-
-COMPONENTS = ("skip_signal", "glance", "policy", "local", "classifier", "full_step", "local_full")
+from adafocus.interface import COMPONENTS
 
 
 def count_gflops(fn, *inputs: torch.Tensor) -> float:

@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from adafocus.checkpoint import load_checkpoint
+from adafocus.interface import StepResult, check_skip_mode
 from adafocus.models import AdaFocus
 from adafocus.models.fusion import fold_batchnorm
 from adafocus.skip import (
-    SKIP_MODES,
     SkipThresholds,
     StreamSignals,
     frame_thumbnails,
@@ -32,27 +32,6 @@ from adafocus.skip import (
     pixel_change,
     thresholds_for_budget,
 )
-
-
-@dataclass
-class StepResult:
-    """The running label of one stream after one frame (DESIGN.md result message).
-
-    ``action`` is "skip" (nothing ran), "glance" (only f_G ran) or "full";
-    ``skipped`` is true for both carried-over actions, whose ``patch`` is None.
-    ``gflops`` is what this frame actually cost, ``gflops_full`` what f_L on the
-    whole frame would have cost (GFLOPs = GMACs, see adafocus.flops).
-    """
-
-    class_id: int
-    label: str
-    score: float
-    topk: list[tuple[str, float]]
-    patch: tuple[float, float, float, float] | None
-    skipped: bool
-    action: str
-    gflops: float
-    gflops_full: float
 
 
 @dataclass
@@ -177,16 +156,12 @@ class OnlineAdaFocus:
         checkpoint's default budget).
         """
         resolve_device(device)  # fail on a bad device before reading the file
-        if skip_mode is not None and skip_mode not in SKIP_MODES:
-            raise ValueError(f"skip_mode must be None or one of {SKIP_MODES}, got {skip_mode!r}")
+        check_skip_mode(skip_mode)
         checkpoint = load_checkpoint(spec)
         calibration = checkpoint.skip_calibration
         if skip_mode is None:
             skip_mode = "confidence" if (calibration is not None or budget is not None) else "off"
         skip = None
-        if skip_mode == "learned":
-            raise ValueError("skip_mode 'learned' needs a learned skip head; this version of "
-                             "the model has none (use 'confidence')")
         if skip_mode == "confidence":
             if calibration is None:
                 raise ValueError(f"{checkpoint.path}: no skip calibration in this checkpoint; "

@@ -35,7 +35,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-SKIP_MODES = ("off", "confidence", "learned")
 SIGNAL_GRID = 16
 CALIBRATION_VERSION = 1
 

@@ -27,9 +27,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from adafocus.checkpoint import CheckpointError, atomic_save, resolve_spec
+from adafocus.checkpoint import atomic_save
 from adafocus.config import config_from_dict, config_to_dict
 from adafocus.flops import component_gflops
+from adafocus.interface import CheckpointError, resolve_spec
 from adafocus.models import AdaFocus
 from adafocus.skip import validate_calibration
 from adafocus.train.baselines import BASELINE_KINDS, build_baseline
