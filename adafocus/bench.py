@@ -69,7 +69,7 @@ def bench_preset(name: str, streams: list[int], iters: int, device: str) -> list
                                         iters, 2, sync),
             "full_frame": _median_seconds(full_frame, iters, 2, sync),
         }
-        gflops = {"adafocus": online.gflops["full_step"], "full_frame": online.gflops["local_full"]}
+        gflops = {"adafocus": online.costs.full_step, "full_frame": online.costs.local_full}
         for method, seconds in timings.items():
             rows.append({"preset": name, "streams": count, "method": method,
                          "median_ms": seconds * 1e3, "frames_per_s": count / seconds,

@@ -24,8 +24,8 @@ from typing import Any
 import torch
 
 from adafocus.config import AdaFocusConfig, config_from_dict, config_to_dict
-from adafocus.flops import COMPONENTS, component_gflops
-from adafocus.interface import CheckpointError, resolve_spec
+from adafocus.flops import component_gflops
+from adafocus.interface import COMPONENTS, CheckpointError, Costs, resolve_spec
 from adafocus.models import AdaFocus
 from adafocus.skip import validate_calibration
 
@@ -43,7 +43,7 @@ class Checkpoint:
     config: AdaFocusConfig
     class_names: list[str]
     normalization: dict[str, list[float]]
-    gflops: dict[str, float]
+    costs: Costs
     skip_calibration: dict[str, Any] | None
     training: dict[str, Any]
     state_dict: dict[str, torch.Tensor]
@@ -66,7 +66,7 @@ def save_checkpoint(path: str | os.PathLike, model: AdaFocus, class_names: list[
         "config": config_to_dict(model.config),
         "class_names": list(class_names),
         "normalization": normalization or IMAGENET_NORMALIZATION,
-        "gflops": component_gflops(model.config),
+        "gflops": component_gflops(model.config).as_dict(),
         "skip_calibration": skip_calibration,
         "training": training or {},
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
@@ -163,7 +163,7 @@ def _validate(data: Any, path: Path) -> Checkpoint:
     if not isinstance(gflops, dict) or set(gflops) != set(COMPONENTS) or not all(
             isinstance(v, float) for v in gflops.values()):
         fail(f"gflops must map {list(COMPONENTS)} to floats")
-    counted = component_gflops(config)
+    counted = component_gflops(config).as_dict()
     for name, value in counted.items():
         if not math.isclose(gflops[name], value, rel_tol=0.01, abs_tol=1e-9):
             fail(f"gflops[{name!r}] = {gflops[name]} does not match the config ({value:.6g})")
@@ -181,8 +181,8 @@ def _validate(data: Any, path: Path) -> Checkpoint:
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         fail("state_dict must map str to tensors")
     _check_state_shapes(state, config, fail)
-    return Checkpoint(path, config, list(names), norm, dict(gflops), data["skip_calibration"],
-                      data["training"], state)
+    return Checkpoint(path, config, list(names), norm, Costs.from_dict(gflops),
+                      data["skip_calibration"], data["training"], state)
 
 
 def _check_state_shapes(state: dict[str, torch.Tensor], config: AdaFocusConfig, fail) -> None:

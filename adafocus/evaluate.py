@@ -65,7 +65,7 @@ def load_methods(checkpoint: str | os.PathLike) -> tuple[dict[str, Method], list
     ck = load_checkpoint(checkpoint)
     main = ck.training.get("shipped", ck.config.policy)
     accuracy = ck.training.get("validation_accuracy", {}).get(main)
-    methods = {main: Method(main, ck.build_model(), "policy", ck.gflops, ck.skip_calibration,
+    methods = {main: Method(main, ck.build_model(), "policy", ck.costs, ck.skip_calibration,
                             accuracy)}
     notes = []
     try:
@@ -87,7 +87,7 @@ def _runners(methods: dict[str, Method], class_names: list[str],
             skips += [(f"{b:g}", thresholds_for_budget(method.calibration, b))
                       for b in settings.budgets]
         for label, thresholds in skips:
-            online = OnlineAdaFocus(method.model, class_names, normalization, method.gflops,
+            online = OnlineAdaFocus(method.model, class_names, normalization, method.costs,
                                     device=device, skip=thresholds,
                                     patch_source=method.patch_source)
             runners.append((name, label, online))
@@ -268,7 +268,7 @@ def evaluate(checkpoint: str | os.PathLike = "builtin:digits", out_dir: str | os
     runners = _runners(methods, ck.class_names, ck.normalization, settings, device)
     truth, preds, gflops, actions = run_streams(runners, settings, ck.config.frame_size,
                                                 progress)
-    gflops_full = ck.gflops["local_full"]
+    gflops_full = ck.costs.local_full
     rows = [_row(name, skip, truth, preds[r], gflops[r], actions[r], gflops_full, settings)
             for r, (name, skip, _) in enumerate(runners)]
     report = {"checkpoint": os.fspath(checkpoint), "device": str(runners[0][2].device),

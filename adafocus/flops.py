@@ -16,7 +16,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from adafocus.config import AdaFocusConfig
-from adafocus.interface import COMPONENTS
+from adafocus.interface import Costs
 
 
 def count_gflops(fn, *inputs: torch.Tensor) -> float:
@@ -26,7 +26,7 @@ def count_gflops(fn, *inputs: torch.Tensor) -> float:
     return counter.get_total_flops() / 2e9
 
 
-def component_gflops(config: AdaFocusConfig) -> dict[str, float]:
+def component_gflops(config: AdaFocusConfig) -> Costs:
     """GFLOPs (GMACs) per frame of each part of the model described by ``config``.
 
     - ``glance``: f_G at ``glance_size``; ``policy``: one policy step; ``local``: f_L on
@@ -57,4 +57,4 @@ def component_gflops(config: AdaFocusConfig) -> dict[str, float]:
             "local_full": count_gflops(model.local, torch.zeros(1, 3, height, width)),
         }
     table["full_step"] = table["glance"] + table["policy"] + table["local"] + table["classifier"]
-    return {name: table[name] for name in COMPONENTS}
+    return Costs(**table)

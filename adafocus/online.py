@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from adafocus.checkpoint import load_checkpoint
-from adafocus.interface import StepResult, check_skip_mode
+from adafocus.interface import Costs, StepResult, check_skip_mode
 from adafocus.models import AdaFocus
 from adafocus.models.fusion import fold_batchnorm
 from adafocus.skip import (
@@ -110,7 +110,7 @@ class OnlineAdaFocus:
     """
 
     def __init__(self, model: AdaFocus, class_names: list[str],
-                 normalization: dict[str, list[float]], gflops: dict[str, float], *,
+                 normalization: dict[str, list[float]], costs: Costs, *,
                  device: str | torch.device = "auto", skip: SkipThresholds | None = None,
                  top_k: int = 5, amp: bool | None = None, patch_source: str = "policy") -> None:
         # patch_source "random" / "center": the comparison baselines of evaluation
@@ -136,7 +136,7 @@ class OnlineAdaFocus:
         self._class_names = list(class_names)
         self._mean = torch.tensor(normalization["mean"], dtype=torch.float32, device=self.device)
         self._std = torch.tensor(normalization["std"], dtype=torch.float32, device=self.device)
-        self.gflops = dict(gflops)
+        self.costs = costs
         self.skip = skip
         self.top_k = max(1, min(top_k, len(class_names)))
         self._states: dict[Any, _StreamState] = {}
@@ -168,7 +168,7 @@ class OnlineAdaFocus:
                                  "use skip_mode='off' or calibrate (adafocus.skip.calibrate)")
             skip = thresholds_for_budget(calibration, budget)
         return cls(checkpoint.build_model(), checkpoint.class_names, checkpoint.normalization,
-                   checkpoint.gflops, device=device, skip=skip, top_k=top_k)
+                   checkpoint.costs, device=device, skip=skip, top_k=top_k)
 
     # ---- public state --------------------------------------------------------------
 
@@ -368,17 +368,17 @@ class OnlineAdaFocus:
                 class_id=classes[0], label=names[classes[0]], score=scores[0],
                 topk=[(names[c], p) for c, p in zip(classes, scores, strict=True)],
                 patch=tuple(values[num_classes:num_classes + 4]), skipped=False, action="full",
-                gflops=0.0, gflops_full=self.gflops["local_full"])
+                gflops=0.0, gflops_full=self.costs.local_full)
             state.since_full = 0
         if thumbs is not None:
             for state, row in zip(states, rows, strict=True):
                 state.thumb = thumbs[row]
 
     def _result(self, state: _StreamState, action: str) -> StepResult:
-        signal = self.gflops["skip_signal"] if self.skip is not None else 0.0
+        signal = self.costs.skip_signal if self.skip is not None else 0.0
         if action == "full":
-            return dataclasses.replace(state.result, gflops=signal + self.gflops["full_step"])
-        cost = signal + (self.gflops["glance"] if action == "glance" else 0.0)
+            return dataclasses.replace(state.result, gflops=signal + self.costs.full_step)
+        cost = signal + (self.costs.glance if action == "glance" else 0.0)
         return dataclasses.replace(state.result, patch=None, skipped=True, action=action,
                                    gflops=cost)
 

@@ -35,6 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from adafocus.interface import Costs
+
 SIGNAL_GRID = 16
 CALIBRATION_VERSION = 1
 
@@ -92,7 +94,7 @@ class StreamSignals:
     predictions: np.ndarray
 
 
-def _replay(streams: list[StreamSignals], cands: np.ndarray, gflops: dict[str, float],
+def _replay(streams: list[StreamSignals], cands: np.ndarray, costs: Costs,
             max_span: int) -> tuple[np.ndarray, np.ndarray]:
     """Replay the decision rule for C candidate threshold triples at once.
 
@@ -101,9 +103,9 @@ def _replay(streams: list[StreamSignals], cands: np.ndarray, gflops: dict[str, f
     prediction), each (C,). Confidence and predictions come from the every-frame run,
     an approximation: with skipping the classifier sees fewer frames.
     """
-    c_skip = gflops["skip_signal"]
-    c_glance = c_skip + gflops["glance"]
-    c_full = c_skip + gflops["full_step"]
+    c_skip = costs.skip_signal
+    c_glance = c_skip + costs.glance
+    c_full = c_skip + costs.full_step
     cost = np.zeros(len(cands))
     agree = np.zeros(len(cands))
     frames = 0
@@ -125,10 +127,10 @@ def _replay(streams: list[StreamSignals], cands: np.ndarray, gflops: dict[str, f
             ref = np.where(full, t, ref)
             agree += s.predictions[ref] == s.predictions[t]
         frames += len(s.predictions)
-    return cost / (frames * gflops["full_step"]), agree / frames
+    return cost / (frames * costs.full_step), agree / frames
 
 
-def calibrate(streams: list[StreamSignals], budgets: list[float], gflops: dict[str, float],
+def calibrate(streams: list[StreamSignals], budgets: list[float], costs: Costs,
               max_span: int = 8, default_budget: float | None = None) -> dict[str, Any]:
     """Thresholds per compute budget, as plain data for the checkpoint.
 
@@ -153,7 +155,7 @@ def calibrate(streams: list[StreamSignals], budgets: list[float], gflops: dict[s
     g_c = np.unique(np.concatenate([[0.0], np.quantile(g_steps, qs) * 1.0001 + 1e-9]))
     conf_c = np.unique(np.concatenate([[0.0], np.quantile(confs, [0.1, 0.25, 0.5, 0.75])]))
     cands = np.array(list(itertools.product(pix_c, g_c, conf_c)), dtype=np.float64)
-    cost, agree = _replay(streams, cands, gflops, max_span)
+    cost, agree = _replay(streams, cands, costs, max_span)
 
     entries = []
     for budget in sorted(float(b) for b in budgets):

@@ -122,7 +122,7 @@ def test_input_size_mismatches_are_named(saved):
         d["config"]["glance_size"] = (64, 64)
         from adafocus import component_gflops
         from adafocus.config import config_from_dict
-        d["gflops"] = component_gflops(config_from_dict(d["config"]))
+        d["gflops"] = component_gflops(config_from_dict(d["config"])).as_dict()
 
     _rewrite(saved, bigger_glance)
     with pytest.raises(CheckpointError, match="input-size mismatch: the policy"):

@@ -113,8 +113,8 @@ def test_streams_join_reset_and_leave_at_any_time():
     runner.drop("cam")  # idempotent
     assert runner.streams == ["new"]
     result = runner.step(frames[2:3], ["new"])[0]
-    assert result.gflops == pytest.approx(runner.gflops["full_step"])
-    assert result.gflops_full == pytest.approx(runner.gflops["local_full"])
+    assert result.gflops == pytest.approx(runner.costs.full_step)
+    assert result.gflops_full == pytest.approx(runner.costs.local_full)
     assert result.label == NAMES[result.class_id] and len(result.topk) == 3
 
 

@@ -23,6 +23,7 @@ from torch import nn
 
 from adafocus.config import AdaFocusConfig
 from adafocus.flops import component_gflops, count_gflops
+from adafocus.interface import Costs
 from adafocus.models import Focus, GlanceNet, LocalNet, PolicyOutput, RecurrentClassifier
 
 BASELINE_KINDS = ("glance_only", "full_frame")
@@ -89,7 +90,7 @@ class _Baseline(nn.Module):
             logits.append(out)
         return torch.stack(logits, 1)
 
-    def gflops(self) -> dict[str, float]:
+    def gflops(self) -> Costs:
         """Component table in adafocus.flops' layout: the backbone counts as "glance",
         one classifier step completes a full step; ``local_full`` stays f_L on the
         whole frame (the reference cost every result is compared with)."""
@@ -102,9 +103,9 @@ class _Baseline(nn.Module):
             _, hidden = meta.initial_state(1, "meta")
             backbone = count_gflops(meta._features, frame)
             classifier = count_gflops(meta.classifier, pooled, hidden)
-        return {"skip_signal": reference["skip_signal"], "glance": backbone, "policy": 0.0,
-                "local": 0.0, "classifier": classifier, "full_step": backbone + classifier,
-                "local_full": reference["local_full"]}
+        return Costs(skip_signal=reference.skip_signal, glance=backbone, policy=0.0, local=0.0,
+                     classifier=classifier, full_step=backbone + classifier,
+                     local_full=reference.local_full)
 
 
 class GlanceOnly(_Baseline):

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from adafocus.interface import Costs
 from adafocus.models import AdaFocus
 from adafocus.online import normalize_frames
 from adafocus.skip import StreamSignals, calibrate, frame_thumbnails
@@ -52,7 +53,7 @@ def record_signals(model: nn.Module, frames: np.ndarray, normalization: dict[str
 
 def calibrate_model(model: nn.Module, frames: np.ndarray, labels: np.ndarray,
                     normalization: dict[str, list[float]], device: torch.device,
-                    gflops: dict[str, float], budgets: tuple[float, ...],
+                    costs: Costs, budgets: tuple[float, ...],
                     patch_source: str = "policy", max_span: int = 8) -> dict:
     """{"calibration": skip calibration (plain data), "accuracy": every-frame accuracy}."""
     signals, predictions = record_signals(model, frames, normalization, device, patch_source)
@@ -60,6 +61,6 @@ def calibrate_model(model: nn.Module, frames: np.ndarray, labels: np.ndarray,
     acc = float((predictions == labels)[mask].mean()) if mask.any() else 0.0
     budgets_list = sorted(budgets)
     default = 0.3 if 0.3 in budgets_list else None
-    calibration = calibrate(signals, budgets_list, gflops, max_span=max_span,
+    calibration = calibrate(signals, budgets_list, costs, max_span=max_span,
                             default_budget=default)
     return {"calibration": calibration, "accuracy": acc}

@@ -19,6 +19,7 @@ Methods of the table and the weights each one runs:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from torch import nn
 from adafocus.checkpoint import atomic_save
 from adafocus.config import config_from_dict, config_to_dict
 from adafocus.flops import component_gflops
-from adafocus.interface import CheckpointError, resolve_spec
+from adafocus.interface import CheckpointError, Costs, resolve_spec
 from adafocus.models import AdaFocus
 from adafocus.skip import validate_calibration
 from adafocus.train.baselines import BASELINE_KINDS, build_baseline
@@ -48,13 +49,13 @@ METHODS: dict[str, tuple[str, str]] = {  # method -> (model name, patch source)
 
 @dataclass
 class Method:
-    """One row of the comparison: a model, how it picks patches, its compute table,
+    """One row of the comparison: a model, how it picks patches, its costs,
     its skip calibration and its every-frame validation accuracy."""
 
     name: str
     model: nn.Module
     patch_source: str
-    gflops: dict[str, float]
+    costs: Costs
     calibration: dict[str, Any] | None
     val_accuracy: float | None = None
 
@@ -65,14 +66,14 @@ def compare_path(checkpoint: str | os.PathLike) -> Path:
     return path.with_name(f"{path.stem}.compare.pt")
 
 
-def method_gflops(model: nn.Module, patch_source: str) -> dict[str, float]:
-    """Per-frame compute table; random/centre patches need no policy step."""
+def method_costs(model: nn.Module, patch_source: str) -> Costs:
+    """Per-frame compute; random/centre patches need no policy step."""
     if not isinstance(model, AdaFocus):
         return model.gflops()
-    table = component_gflops(model.config)
+    costs = component_gflops(model.config)
     if patch_source != "policy":
-        table = {**table, "full_step": table["full_step"] - table["policy"], "policy": 0.0}
-    return table
+        costs = dataclasses.replace(costs, full_step=costs.full_step - costs.policy, policy=0.0)
+    return costs
 
 
 def model_kind(model: nn.Module) -> str:
@@ -133,7 +134,7 @@ def load_comparisons(path: str | os.PathLike) -> tuple[str, dict[str, Method]]:
             if info["calibration"] is not None:
                 validate_calibration(info["calibration"])
             model = models[model_name]
-            methods[method] = Method(method, model, source, method_gflops(model, source),
+            methods[method] = Method(method, model, source, method_costs(model, source),
                                      info["calibration"], info["accuracy"])
     except (KeyError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: bad comparison file ({exc})") from None

@@ -18,7 +18,7 @@ from adafocus.online import resolve_device
 from adafocus.train import stages
 from adafocus.train.baselines import FullFrame, GlanceOnly
 from adafocus.train.calibrate import calibrate_model
-from adafocus.train.comparisons import METHODS, method_gflops, save_comparisons
+from adafocus.train.comparisons import METHODS, method_costs, save_comparisons
 from adafocus.train.config import StageSection, TrainConfig, model_config, to_dict
 from adafocus.train.data import (
     batch_sampler,
@@ -153,7 +153,7 @@ def _calibrate_all(cfg: TrainConfig, run: RunState, models: dict[str, torch.nn.M
         model = models[name]
         seed_step(cfg.seed, f"calibration.{method}", 0)
         results[method] = calibrate_model(model, frames, labels, NORMALIZATION, dev,
-                                          method_gflops(model, source), c.budgets, source)
+                                          method_costs(model, source), c.budgets, source)
         log(f"calibrated {method}: every-frame validation accuracy "
             f"{results[method]['accuracy']:.3f}")
     run.finish("calibration", results)
