@@ -29,7 +29,8 @@ from adafocus.checkpoint import IMAGENET_NORMALIZATION
 from adafocus.config import preset
 from adafocus.flops import component_gflops
 from adafocus.models import AdaFocus
-from adafocus.online import OnlineAdaFocus, resolve_device
+from adafocus.online import OnlineAdaFocus
+from adafocus.runtime import resolve_device
 
 
 def _median_seconds(fn, iters: int, warmup: int, sync) -> float:
@@ -52,7 +53,7 @@ def bench_preset(name: str, streams: list[int], iters: int, device: str) -> list
     online = OnlineAdaFocus(AdaFocus(config), [str(i) for i in range(10)],
                             IMAGENET_NORMALIZATION, component_gflops(config), device=device)
     model = online.model
-    sync = torch.cuda.synchronize if online.device.type == "cuda" else (lambda: None)
+    sync = torch.cuda.synchronize if online.device.startswith("cuda") else (lambda: None)
 
     rng = np.random.default_rng(0)
     rows = []

@@ -2,9 +2,10 @@
 
 Every method of the table (glance-only, full-frame, centre patch, random patch,
 AdaFocus V1, AdaFocusV2), with skipping off and at each calibrated budget, runs as
-an `OnlineAdaFocus` stepped frame by frame, causally, on the same held-out
-moving-digits test streams (test-split handwriting, test scene seeds) — exactly
-what the pipeline's worker does — and is judged per frame with
+an online model (`OnlineAdaFocus`, `OnlineBaseline`) stepped frame by frame,
+causally, on the same held-out moving-digits test streams (test-split handwriting,
+test scene seeds) — exactly what the pipeline's worker does — and is judged per
+frame with
 adafocus.evaluate_metrics: accuracy of the published label against the current
 truth, GFLOPs actually spent per frame, and the delay from a label change to the
 first correct (held) published label.
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from adafocus.baselines import OnlineBaseline
 from adafocus.checkpoint import load_checkpoint
 from adafocus.data.moving_digits import MovingDigitsScene
 from adafocus.evaluate_metrics import (
@@ -35,8 +37,10 @@ from adafocus.evaluate_metrics import (
     summarize_delays,
 )
 from adafocus.interface import CheckpointError
+from adafocus.models import AdaFocus
 from adafocus.online import OnlineAdaFocus
-from adafocus.skip import thresholds_for_budget
+from adafocus.runtime import OnlineRunner
+from adafocus.skip import SkipThresholds, thresholds_for_budget
 from adafocus.train.comparisons import Method, compare_path, load_comparisons
 
 METHOD_ORDER = ("glance_only", "full_frame", "center", "random", "v1", "v2")
@@ -78,7 +82,7 @@ def load_methods(checkpoint: str | os.PathLike) -> tuple[dict[str, Method], list
 
 def _runners(methods: dict[str, Method], class_names: list[str],
              normalization: dict[str, list[float]], settings: EvalSettings, device: str
-             ) -> list[tuple[str, str, OnlineAdaFocus]]:
+             ) -> list[tuple[str, str, OnlineRunner]]:
     runners = []
     for name in [m for m in METHOD_ORDER if m in methods]:
         method = methods[name]
@@ -87,14 +91,22 @@ def _runners(methods: dict[str, Method], class_names: list[str],
             skips += [(f"{b:g}", thresholds_for_budget(method.calibration, b))
                       for b in settings.budgets]
         for label, thresholds in skips:
-            online = OnlineAdaFocus(method.model, class_names, normalization, method.costs,
-                                    device=device, skip=thresholds,
-                                    patch_source=method.patch_source)
-            runners.append((name, label, online))
+            runners.append((name, label, _online(method, class_names, normalization, device,
+                                                 thresholds)))
     return runners
 
 
-def run_streams(runners: list[tuple[str, str, OnlineAdaFocus]], settings: EvalSettings,
+def _online(method: Method, class_names: list[str], normalization: dict[str, list[float]],
+            device: str, skip: SkipThresholds | None) -> OnlineRunner:
+    """The method's model on the online runtime, as the pipeline's worker would run it."""
+    if isinstance(method.model, AdaFocus):
+        return OnlineAdaFocus(method.model, class_names, normalization, method.costs,
+                              device=device, skip=skip, patch_source=method.patch_source)
+    return OnlineBaseline(method.model, class_names, normalization, method.costs,
+                          device=device, skip=skip)
+
+
+def run_streams(runners: list[tuple[str, str, OnlineRunner]], settings: EvalSettings,
                 frame_size: tuple[int, int], progress: bool = True
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Step every runner through the same test streams, one frame at a time.

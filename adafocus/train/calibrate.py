@@ -13,7 +13,7 @@ from torch import nn
 
 from adafocus.interface import Costs
 from adafocus.models import AdaFocus
-from adafocus.online import normalize_frames
+from adafocus.runtime import normalize_frames
 from adafocus.skip import StreamSignals, calibrate, frame_thumbnails
 
 
@@ -23,6 +23,14 @@ def clip_logits(model: nn.Module, frames: torch.Tensor, patch_source: str = "pol
     if isinstance(model, AdaFocus):
         return model.forward_clip(frames, patch_source).logits
     return model.forward_clip(frames)
+
+
+def glance_pooled(model: nn.Module, frames: torch.Tensor) -> torch.Tensor:
+    """The pooled features whose change the online runner's glance decision reads:
+    f_G's for AdaFocus, the backbone's for a baseline."""
+    if isinstance(model, AdaFocus):
+        return model.glance_features(frames)[1]
+    return model.features(frames)
 
 
 @torch.no_grad()
@@ -41,7 +49,7 @@ def record_signals(model: nn.Module, frames: np.ndarray, normalization: dict[str
         u8 = torch.from_numpy(frames[start:start + chunk]).to(device)
         x = normalize_frames(u8, mean, std)
         probs = clip_logits(model, x, patch_source).float().softmax(-1)
-        pooled = model.glance_features(x.flatten(0, 1))[1].float().unflatten(0, x.shape[:2])
+        pooled = glance_pooled(model, x.flatten(0, 1)).float().unflatten(0, x.shape[:2])
         thumbs = frame_thumbnails(u8.flatten(0, 1)).unflatten(0, x.shape[:2])
         conf, pred = probs.max(-1)
         for n in range(len(u8)):

@@ -10,7 +10,7 @@ Methods of the table and the weights each one runs:
 
 | method      | weights                               | patch source |
 |-------------|---------------------------------------|--------------|
-| glance_only | GlanceOnly (f_G + head)               | -            |
+| glance_only | GlanceOnly (f_G + f_C)                | -            |
 | full_frame  | FullFrame (f_L on the whole frame)    | -            |
 | center      | V1 after stage 1 (random-patch model) | centre       |
 | random      | V1 after stage 1 (random-patch model) | random       |
@@ -30,11 +30,11 @@ from torch import nn
 
 from adafocus.checkpoint import atomic_save
 from adafocus.config import config_from_dict, config_to_dict
-from adafocus.flops import component_gflops
+from adafocus.flops import baseline_costs, component_gflops
 from adafocus.interface import CheckpointError, Costs, resolve_spec
 from adafocus.models import AdaFocus
+from adafocus.models.baselines import BASELINES, build_baseline
 from adafocus.skip import validate_calibration
-from adafocus.train.baselines import BASELINE_KINDS, build_baseline
 
 COMPARE_FORMAT = "adafocus-stream-compare/1"
 METHODS: dict[str, tuple[str, str]] = {  # method -> (model name, patch source)
@@ -69,7 +69,7 @@ def compare_path(checkpoint: str | os.PathLike) -> Path:
 def method_costs(model: nn.Module, patch_source: str) -> Costs:
     """Per-frame compute; random/centre patches need no policy step."""
     if not isinstance(model, AdaFocus):
-        return model.gflops()
+        return baseline_costs(model)
     costs = component_gflops(model.config)
     if patch_source != "policy":
         costs = dataclasses.replace(costs, full_step=costs.full_step - costs.policy, policy=0.0)
@@ -119,7 +119,7 @@ def load_comparisons(path: str | os.PathLike) -> tuple[str, dict[str, Method]]:
             kind = entry["kind"]
             if kind == "adafocus":
                 model: nn.Module = AdaFocus(config)
-            elif kind in BASELINE_KINDS:
+            elif kind in BASELINES:
                 model = build_baseline(kind, config)
             else:
                 raise ValueError(f"unknown model kind {kind!r}")

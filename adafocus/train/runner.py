@@ -13,10 +13,9 @@ import torch
 
 from adafocus.checkpoint import IMAGENET_NORMALIZATION, save_checkpoint
 from adafocus.data.streams import SequenceDataset
-from adafocus.models import AdaFocus
-from adafocus.online import resolve_device
+from adafocus.models import AdaFocus, FullFrame, GlanceOnly
+from adafocus.runtime import resolve_device
 from adafocus.train import stages
-from adafocus.train.baselines import FullFrame, GlanceOnly
 from adafocus.train.calibrate import calibrate_model
 from adafocus.train.comparisons import METHODS, method_costs, save_comparisons
 from adafocus.train.config import StageSection, TrainConfig, model_config, to_dict

@@ -110,7 +110,7 @@ def _baseline(cache_dir: Path, name: str, source: Path | None, ckpt, digest: str
     import torch
 
     from adafocus.baselines import save_baseline
-    from adafocus.train.baselines import FullFrame
+    from adafocus.models import FullFrame
     from adafocus.train.comparisons import compare_path, load_comparisons
 
     compare = compare_path(source) if source is not None else None

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 import zmq
 
+from adafocus.interface import CheckpointError, OnlineModel  # torch-free
 from stream.exitcodes import EXIT_MODEL_ERROR
 from stream.metrics import PipelineMetrics
 from stream.ring import FrameMeta, FrameRing
@@ -89,7 +90,7 @@ class InferenceWorker:
 
     def __init__(
         self,
-        model: Any,
+        model: OnlineModel,
         settings: WorkerSettings,
         publish: Callable[[list[bytes]], bool],
         metrics: PipelineMetrics,
@@ -255,8 +256,8 @@ def run_worker(
 
     torch.set_num_threads(settings.threads)
 
-    from adafocus import CheckpointError  # the model library, in the child only
-    from adafocus.baselines import load_online  # an AdaFocus checkpoint or a baseline file
+    # the model library and PyTorch, in the child only
+    from adafocus.loading import load_online  # an AdaFocus checkpoint or a baseline file
 
     try:
         model = load_online(
@@ -275,7 +276,7 @@ def run_worker(
             {
                 "frame_size": tuple(model.frame_size),
                 "class_names": list(model.class_names),
-                "device": str(model.device),
+                "device": model.device,
             },
         )
     )
