@@ -17,10 +17,10 @@ from adafocus.interface import (
 )
 
 
-def test_the_interface_and_its_lazy_exports_import_without_torch():
+def test_the_interface_its_lazy_exports_and_the_publisher_import_without_torch():
     code = ("import sys\n"
             "from adafocus import SKIP_MODES, StepResult, Costs, OnlineModel, resolve_spec\n"
-            "import adafocus.interface\n"
+            "import adafocus.interface, stream.wire.messages\n"
             "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
             "assert not loaded, loaded\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
