@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
 from adafocus.config import AdaFocusConfig, config_from_dict, config_to_dict
 from adafocus.flops import component_gflops
 from adafocus.interface import COMPONENTS, CheckpointError, Costs, resolve_spec
 from adafocus.models import AdaFocus
+from adafocus.schema import problems
 from adafocus.skip import validate_calibration
 
 FORMAT = "adafocus-stream/1"
@@ -139,8 +141,8 @@ def _validate(data: Any, path: Path) -> Checkpoint:
              f"unknown {sorted(set(data) - set(_KEYS))}")
     try:
         config = config_from_dict(data["config"])
-    except ValueError as exc:
-        raise CheckpointError(f"{path}: bad config: {exc}") from None
+    except ValidationError as exc:
+        fail("; ".join(problems(exc, AdaFocusConfig, "config")))
 
     names = data["class_names"]
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from adafocus.config import AdaFocusConfig, preset
+from adafocus.schema import problems
 
 
 class TrainConfigError(ValueError):
@@ -277,15 +279,17 @@ def _check(ok: bool, key: str, problem: str, value: Any) -> None:
 
 def model_config(cfg: TrainConfig, policy: str) -> AdaFocusConfig:
     """The AdaFocusConfig of the run's V1 or V2 model (YAML lists become tuples)."""
-    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.model.overrides.items()}
-    return preset(cfg.model.preset, **{**overrides, "policy": policy})
+    return preset(cfg.model.preset, **{**cfg.model.overrides, "policy": policy})
 
 
 def _validate(cfg: TrainConfig) -> None:
     try:
         model_config(cfg, "v1")
-    except (ValueError, TypeError) as exc:
-        raise TrainConfigError(f"model: {exc}") from None
+    except ValidationError as exc:
+        raise TrainConfigError("\n".join(problems(exc, AdaFocusConfig, "model.overrides"))
+                               ) from None
+    except ValueError as exc:  # an unknown preset
+        raise TrainConfigError(f"model.preset: {exc}") from None
     d = cfg.data
     _check(d.source in ("moving_digits", "folder"), "data.source",
            "must be moving_digits or folder", d.source)
