@@ -30,16 +30,14 @@ from typing import Any
 
 import torch
 
-from adafocus.checkpoint import IMAGENET_NORMALIZATION, atomic_save
-from adafocus.config import config_from_dict, config_to_dict
+from adafocus.checkpoint import IMAGENET_NORMALIZATION, atomic_save, read_metadata
+from adafocus.config import config_to_dict
 from adafocus.flops import baseline_costs
 from adafocus.interface import CheckpointError, Costs, resolve_spec
+from adafocus.metadata import BASELINE_FORMAT, BaselineMetadata
 from adafocus.models.baselines import BASELINES, RecurrentBaseline, build_baseline
 from adafocus.runtime import Hidden, OnlineRunner
 from adafocus.skip import SkipThresholds
-
-BASELINE_FORMAT = "adafocus-stream-baseline/1"
-_KEYS = {"format", "kind", "config", "class_names", "normalization", "trained", "state_dict"}
 
 
 def save_baseline(path: str | os.PathLike, model: RecurrentBaseline, class_names: list[str], *,
@@ -71,27 +69,17 @@ def save_baseline(path: str | os.PathLike, model: RecurrentBaseline, class_names
 
 def load_baseline(spec: str | os.PathLike) -> tuple[RecurrentBaseline, dict[str, Any]]:
     """(module in eval mode, metadata without the state dict); CheckpointError naming
-    the problem for anything that is not a valid baseline file."""
+    every problem for anything that is not a valid baseline file."""
     path = resolve_spec(spec)
     data = _read(path)
-    if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT:
-        raise CheckpointError(f"{path}: not a baseline file (expected format "
-                              f"{BASELINE_FORMAT!r})")
-    if set(data) != _KEYS:
-        raise CheckpointError(f"{path}: baseline keys do not match the format: missing "
-                              f"{sorted(_KEYS - set(data))}, unknown {sorted(set(data) - _KEYS)}")
+    meta = read_metadata(data, path, BaselineMetadata, BASELINE_FORMAT,
+                         "adafocus-stream baseline file")
+    model = build_baseline(meta.kind, meta.config)
     try:
-        config = config_from_dict(data["config"])
-        model = build_baseline(data["kind"], config)
         model.load_state_dict(data["state_dict"])
-    except (ValueError, RuntimeError) as exc:  # bad config / kind / shapes
-        raise CheckpointError(f"{path}: bad baseline file: {exc}") from None
-    names = data["class_names"]
-    if not (isinstance(names, list) and len(names) == config.num_classes
-            and all(isinstance(n, str) for n in names)):
-        raise CheckpointError(f"{path}: class_names must be {config.num_classes} strings")
-    meta = {k: v for k, v in data.items() if k != "state_dict"}
-    return model.eval(), meta
+    except RuntimeError as exc:  # names or shapes that do not fit the config
+        raise CheckpointError(f"{path}: state_dict does not fit the config: {exc}") from None
+    return model.eval(), {k: v for k, v in data.items() if k != "state_dict"}
 
 
 def is_baseline_file(spec: str | os.PathLike) -> bool:
@@ -143,5 +131,4 @@ class OnlineBaseline(OnlineRunner):
         return logits, None, (classifier_hidden,)
 
 
-__all__ = ["BASELINE_FORMAT", "OnlineBaseline", "is_baseline_file", "load_baseline",
-           "save_baseline"]
+__all__ = ["OnlineBaseline", "is_baseline_file", "load_baseline", "save_baseline"]

@@ -124,7 +124,12 @@ def _message(error: dict[str, Any], model: type) -> str:
         allowed = _allowed_keys(model, error["loc"][:-1])
         return "unknown key" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
     if kind in ("missing", "missing_argument"):
-        return "required key is missing"
+        what = "item" if error["loc"] and isinstance(error["loc"][-1], int) else "key"
+        return f"required {what} is missing"
+    if kind == "too_short":
+        return f"expected at least {ctx['min_length']} items, got {ctx['actual_length']}"
+    if kind == "too_long":
+        return f"expected at most {ctx['max_length']} items, got {ctx['actual_length']}"
     if kind in _TYPE_NAMES:
         return f"expected {_TYPE_NAMES[kind]}, got {_type_name(error.get('input'))}"
     if kind in _BOUNDS:

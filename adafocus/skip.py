@@ -34,11 +34,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import ValidationError
 
 from adafocus.interface import Costs
+from adafocus.metadata import CALIBRATION_VERSION, SkipCalibration
+from adafocus.schema import problems
 
 SIGNAL_GRID = 16
-CALIBRATION_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -182,24 +184,12 @@ def calibrate(streams: list[StreamSignals], budgets: list[float], costs: Costs,
 
 
 def validate_calibration(data: Any) -> None:
-    """Raise ValueError naming the problem unless ``data`` is a calibration dict."""
-    if not isinstance(data, dict):
-        raise ValueError(f"skip calibration must be a dict, got {type(data).__name__}")
-    if data.get("version") != CALIBRATION_VERSION:
-        raise ValueError(f"skip calibration version {data.get('version')!r} is not "
-                         f"{CALIBRATION_VERSION}")
-    if not isinstance(data.get("max_span"), int) or data["max_span"] < 1:
-        raise ValueError("skip calibration max_span must be a positive int")
-    entries = data.get("entries")
-    if not isinstance(entries, list) or not entries:
-        raise ValueError("skip calibration needs a non-empty list of entries")
-    keys = {"budget", "pixel_change", "glance_change", "confidence", "cost", "agreement"}
-    for entry in entries:
-        if not isinstance(entry, dict) or not keys <= set(entry) or not all(
-                isinstance(entry[k], (int, float)) for k in keys):
-            raise ValueError(f"skip calibration entry {entry!r} lacks numeric {sorted(keys)}")
-    if not isinstance(data.get("default_budget"), (int, float)):
-        raise ValueError("skip calibration default_budget must be a number")
+    """Raise ValueError naming every problem unless ``data`` is a calibration
+    (adafocus.metadata.SkipCalibration)."""
+    try:
+        SkipCalibration.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError("; ".join(problems(exc, SkipCalibration, "skip_calibration"))) from None
 
 
 def thresholds_for_budget(calibration: dict[str, Any], budget: float | None) -> SkipThresholds:

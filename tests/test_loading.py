@@ -35,3 +35,24 @@ assert not leaked, leaked
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_bad_baseline_file_is_refused_naming_every_problem(tmp_path):
+    from typing import get_args
+
+    import pytest
+
+    from adafocus import CheckpointError
+    from adafocus.loading import load_online
+    from adafocus.metadata import BaselineMetadata
+    from adafocus.models.baselines import BASELINES
+
+    assert set(get_args(BaselineMetadata.model_fields["kind"].annotation)) == set(BASELINES)
+    path = save_baseline(tmp_path / "full.pt", FullFrame(preset("tiny")), NAMES)
+    data = torch.load(path, weights_only=True)
+    data.update(kind="half_frame", trained="yes")
+    torch.save(data, path)
+    with pytest.raises(CheckpointError) as err:
+        load_online(path, device="cpu")
+    assert "kind: expected 'glance_only' or 'full_frame', got 'half_frame'" in str(err.value)
+    assert "trained: expected true or false, got str" in str(err.value)

@@ -26,14 +26,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 from adafocus.checkpoint import atomic_save
-from adafocus.config import config_from_dict, config_to_dict
+from adafocus.config import AdaFocusConfig, config_from_dict, config_to_dict
 from adafocus.flops import baseline_costs, component_gflops
 from adafocus.interface import CheckpointError, Costs, resolve_spec
 from adafocus.models import AdaFocus
 from adafocus.models.baselines import BASELINES, build_baseline
+from adafocus.schema import problems
 from adafocus.skip import validate_calibration
 
 COMPARE_FORMAT = "adafocus-stream-compare/1"
@@ -115,7 +117,11 @@ def load_comparisons(path: str | os.PathLike) -> tuple[str, dict[str, Method]]:
     models: dict[str, nn.Module] = {}
     try:
         for name, entry in blob["models"].items():
-            config = config_from_dict(entry["config"])
+            try:
+                config = config_from_dict(entry["config"])
+            except ValidationError as exc:
+                raise ValueError("; ".join(problems(exc, AdaFocusConfig, f"models.{name}.config"))
+                                 ) from None
             kind = entry["kind"]
             if kind == "adafocus":
                 model: nn.Module = AdaFocus(config)
