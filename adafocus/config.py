@@ -99,6 +99,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
         "classifier_hidden": 1024,
     },
 }
+PRESET_NAMES = tuple(_PRESETS)
 # AdaFocusV2's policy: conv1x1 -> 64 channels, linear -> 2048.
 _PAPER_V2 = {"policy_channels": 64, "policy_hidden": 2048}
 
@@ -143,4 +144,4 @@ def config_from_dict(data: Any) -> AdaFocusConfig:
     return config
 
 
-__all__ = ["AdaFocusConfig", "preset", "config_to_dict", "config_from_dict"]
+__all__ = ["AdaFocusConfig", "PRESET_NAMES", "preset", "config_to_dict", "config_from_dict"]
