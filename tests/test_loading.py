@@ -23,10 +23,12 @@ def test_serving_a_checkpoint_or_a_baseline_never_imports_training_code(tmp_path
 import sys
 sys.modules["tqdm"] = None
 import numpy as np
+from adafocus.interface import OnlineModel
 from adafocus.loading import load_online
 frame = np.zeros((1, 128, 128, 3), np.uint8)
 for spec in ("builtin:digits", {str(baseline)!r}):
     model = load_online(spec, device="cpu")
+    assert isinstance(model, OnlineModel) and model.device == "cpu", type(model)
     assert model.step(frame, ["cam"])[0].label in model.class_names
     model.drop("cam")
 leaked = sorted(m for m in sys.modules if m.startswith("adafocus.train"))
