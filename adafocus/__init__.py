@@ -3,7 +3,8 @@ evaluation. Imports nothing from `stream`, ZeroMQ or Prometheus.
 
 The public names below load lazily (PEP 562): a producer process that only needs
 `adafocus.data.moving_digits` to render the synthetic camera must not pay for
-importing PyTorch (hundreds of MB of RSS per stream).
+importing PyTorch (hundreds of MB of RSS per stream), nor a publisher that only
+needs `StepResult` (adafocus.interface, the contract with the service).
 """
 
 from __future__ import annotations
@@ -12,22 +13,37 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "Checkpoint": "adafocus.checkpoint",
-    "CheckpointError": "adafocus.checkpoint",
-    "IMAGENET_NORMALIZATION": "adafocus.checkpoint",
-    "load_checkpoint": "adafocus.checkpoint",
-    "save_checkpoint": "adafocus.checkpoint",
+    # the contract with the service (torch-free)
+    "ACTIONS": "adafocus.interface",
+    "BUILTIN_PREFIX": "adafocus.interface",
+    "CheckpointError": "adafocus.interface",
+    "Costs": "adafocus.interface",
+    "OnlineModel": "adafocus.interface",
+    "SKIP_MODES": "adafocus.interface",
+    "StepResult": "adafocus.interface",
+    "resolve_spec": "adafocus.interface",
+    # serving
+    "load_online": "adafocus.loading",
+    "OnlineRunner": "adafocus.runtime",
+    "normalize_frames": "adafocus.runtime",
+    "resolve_device": "adafocus.runtime",
+    "OnlineAdaFocus": "adafocus.online",
+    "OnlineBaseline": "adafocus.baselines",
+    # models, their configuration and files
     "AdaFocusConfig": "adafocus.config",
     "preset": "adafocus.config",
-    "component_gflops": "adafocus.flops",
     "AdaFocus": "adafocus.models",
     "ClipOutput": "adafocus.models",
     "Focus": "adafocus.models",
+    "FullFrame": "adafocus.models",
+    "GlanceOnly": "adafocus.models",
     "PolicyOutput": "adafocus.models",
-    "OnlineAdaFocus": "adafocus.online",
-    "StepResult": "adafocus.online",
-    "normalize_frames": "adafocus.online",
-    "resolve_device": "adafocus.online",
+    "component_gflops": "adafocus.flops",
+    "Checkpoint": "adafocus.checkpoint",
+    "IMAGENET_NORMALIZATION": "adafocus.checkpoint",
+    "load_checkpoint": "adafocus.checkpoint",
+    "save_checkpoint": "adafocus.checkpoint",
+    # adaptive skipping
     "SkipThresholds": "adafocus.skip",
     "StreamSignals": "adafocus.skip",
     "calibrate": "adafocus.skip",

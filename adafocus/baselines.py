@@ -1,16 +1,15 @@
-"""Full-frame baselines as model files the pipeline serves like any checkpoint.
+"""Full-frame baselines served like any checkpoint: their file format and their
+online runner.
 
 Why: a fair comparison runs the network AdaFocus is measured against through the
 very same worker, rings and publisher (the bench does; so can an A/B test on real
-cameras). The baselines are built and trained elsewhere
-(``adafocus.train.baselines``: AdaFocus-shaped modules that ``OnlineAdaFocus``
-already drives; ``adafocus.train.comparisons``: the ``NAME.compare.pt`` file that
-holds them beside a trained checkpoint). This module only gives one of them a
-standalone file, and gives servers one loader for both kinds of file, so the
-worker needs no special case:
+cameras). The networks are ``adafocus.models.baselines``; training writes them into
+the ``NAME.compare.pt`` beside a checkpoint (``adafocus.train.comparisons``). This
+module gives one of them a standalone file, and ``adafocus.loading.load_online``
+serves either kind of file, so the worker needs no special case:
 
     save_baseline(path, FullFrame(config), class_names)      # or from a .compare.pt
-    online = load_online(path_or_checkpoint, device="cuda")  # OnlineAdaFocus either way
+    online = load_online(path, device="cuda")                # an OnlineBaseline
 
 File format (``torch.save``, read back with ``weights_only=True``)::
 
@@ -19,8 +18,8 @@ File format (``torch.save``, read back with ``weights_only=True``)::
      "normalization": {"mean": [3], "std": [3]}, "trained": bool,
      "state_dict": {name: tensor}}
 
-A baseline runs every frame in full (it has no skip calibration); its GFLOPs table
-is counted from the config at load time, like a checkpoint's.
+A baseline file has no skip calibration, so it is served with every frame in
+full; its costs are counted from the config at load time, like a checkpoint's.
 """
 
 from __future__ import annotations
@@ -30,40 +29,34 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from adafocus.checkpoint import (
-    IMAGENET_NORMALIZATION,
-    CheckpointError,
-    atomic_save,
-    resolve_spec,
-)
-from adafocus.config import config_from_dict, config_to_dict
-from adafocus.online import OnlineAdaFocus
-from adafocus.train.baselines import BASELINE_KINDS, build_baseline
-
-BASELINE_FORMAT = "adafocus-stream-baseline/1"
-_KEYS = {"format", "kind", "config", "class_names", "normalization", "trained", "state_dict"}
+from adafocus.checkpoint import IMAGENET_NORMALIZATION, atomic_save, read_metadata
+from adafocus.config import config_to_dict
+from adafocus.flops import baseline_costs
+from adafocus.interface import CheckpointError, Costs, resolve_spec
+from adafocus.metadata import BASELINE_FORMAT, BaselineMetadata
+from adafocus.models.baselines import BASELINES, RecurrentBaseline, build_baseline
+from adafocus.runtime import Hidden, OnlineRunner
+from adafocus.skip import SkipThresholds
 
 
-def save_baseline(path: str | os.PathLike, model: nn.Module, class_names: list[str], *,
+def save_baseline(path: str | os.PathLike, model: RecurrentBaseline, class_names: list[str], *,
                   normalization: dict[str, list[float]] | None = None,
                   trained: bool = True) -> Path:
-    """Write a baseline module (``adafocus.train.baselines``) atomically; returns the path.
+    """Write a baseline module (``adafocus.models.baselines``) atomically; returns the path.
 
     ``trained=False`` marks random weights (e.g. the ``paper`` preset, for which no
     weights exist): such a file is for throughput only (`load_baseline` returns the flag).
     """
-    kind = getattr(model, "kind", None)
-    if kind not in BASELINE_KINDS:
+    if not isinstance(model, RecurrentBaseline):
         raise ValueError(f"not a baseline module ({type(model).__name__}); expected one of "
-                         f"{BASELINE_KINDS} from adafocus.train.baselines")
+                         f"{tuple(BASELINES)} from adafocus.models.baselines")
     if len(class_names) != model.config.num_classes:
         raise ValueError(f"{len(class_names)} class names for a "
                          f"{model.config.num_classes}-class model")
     data = {
         "format": BASELINE_FORMAT,
-        "kind": kind,
+        "kind": model.kind,
         "config": config_to_dict(model.config),
         "class_names": list(class_names),
         "normalization": normalization or IMAGENET_NORMALIZATION,
@@ -74,29 +67,19 @@ def save_baseline(path: str | os.PathLike, model: nn.Module, class_names: list[s
     return atomic_save(data, path)
 
 
-def load_baseline(spec: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
+def load_baseline(spec: str | os.PathLike) -> tuple[RecurrentBaseline, dict[str, Any]]:
     """(module in eval mode, metadata without the state dict); CheckpointError naming
-    the problem for anything that is not a valid baseline file."""
+    every problem for anything that is not a valid baseline file."""
     path = resolve_spec(spec)
     data = _read(path)
-    if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT:
-        raise CheckpointError(f"{path}: not a baseline file (expected format "
-                              f"{BASELINE_FORMAT!r})")
-    if set(data) != _KEYS:
-        raise CheckpointError(f"{path}: baseline keys do not match the format: missing "
-                              f"{sorted(_KEYS - set(data))}, unknown {sorted(set(data) - _KEYS)}")
+    meta = read_metadata(data, path, BaselineMetadata, BASELINE_FORMAT,
+                         "adafocus-stream baseline file")
+    model = build_baseline(meta.kind, meta.config)
     try:
-        config = config_from_dict(data["config"])
-        model = build_baseline(data["kind"], config)
         model.load_state_dict(data["state_dict"])
-    except (ValueError, RuntimeError) as exc:  # bad config / kind / shapes
-        raise CheckpointError(f"{path}: bad baseline file: {exc}") from None
-    names = data["class_names"]
-    if not (isinstance(names, list) and len(names) == config.num_classes
-            and all(isinstance(n, str) for n in names)):
-        raise CheckpointError(f"{path}: class_names must be {config.num_classes} strings")
-    meta = {k: v for k, v in data.items() if k != "state_dict"}
-    return model.eval(), meta
+    except RuntimeError as exc:  # names or shapes that do not fit the config
+        raise CheckpointError(f"{path}: state_dict does not fit the config: {exc}") from None
+    return model.eval(), {k: v for k, v in data.items() if k != "state_dict"}
 
 
 def is_baseline_file(spec: str | os.PathLike) -> bool:
@@ -109,23 +92,6 @@ def is_baseline_file(spec: str | os.PathLike) -> bool:
     return isinstance(data, dict) and data.get("format") == BASELINE_FORMAT
 
 
-def load_online(spec: str | os.PathLike, device: str | torch.device = "auto",
-                skip_mode: str | None = None, budget: float | None = None,
-                top_k: int = 5) -> OnlineAdaFocus:
-    """The model a server runs: an AdaFocus checkpoint through
-    ``OnlineAdaFocus.from_checkpoint`` (same arguments), or a baseline file, which
-    runs every frame in full (``skip_mode`` must be None or "off")."""
-    if not is_baseline_file(spec):
-        return OnlineAdaFocus.from_checkpoint(spec, device=device, skip_mode=skip_mode,
-                                              budget=budget, top_k=top_k)
-    if skip_mode not in (None, "off"):
-        raise ValueError(f"{spec}: a full-frame baseline runs every frame; adaptive skipping "
-                         f"({skip_mode!r}) needs an AdaFocus checkpoint (set skip mode 'off')")
-    model, meta = load_baseline(spec)
-    return OnlineAdaFocus(model, meta["class_names"], meta["normalization"], model.gflops(),
-                          device=device, skip=None, top_k=top_k)
-
-
 def _read(path: Path) -> Any:
     """torch.load with weights_only (mmap: a format check does not read the weights)."""
     try:
@@ -134,5 +100,35 @@ def _read(path: Path) -> Any:
         raise CheckpointError(f"{path}: unreadable model file ({type(exc).__name__})") from None
 
 
-__all__ = ["BASELINE_FORMAT", "save_baseline", "load_baseline", "is_baseline_file",
-           "load_online"]
+class OnlineBaseline(OnlineRunner):
+    """A baseline on endless streams: per-stream recurrent state, batched steps.
+
+    Every result's ``patch`` is the whole frame (0, 0, 1, 1), which is what these
+    networks look at. ``skip`` thresholds (from a calibration of this baseline, as
+    evaluation has them) skip frames by the same rule as AdaFocus: the backbone is
+    the "glance" whose pooled features must move for the classifier to step.
+    """
+
+    def __init__(self, model: RecurrentBaseline, class_names: list[str],
+                 normalization: dict[str, list[float]], costs: Costs | None = None, *,
+                 device: str | torch.device = "auto", skip: SkipThresholds | None = None,
+                 top_k: int = 5, amp: bool | None = None) -> None:
+        """``costs`` None: counted from the model (adafocus.flops.baseline_costs)."""
+        super().__init__(model, class_names, normalization,
+                         baseline_costs(model) if costs is None else costs, device=device,
+                         skip=skip, top_k=top_k, amp=amp)
+
+    def _initial_hidden(self) -> Hidden:
+        return (self.model.initial_state(1, self._device)[0],)
+
+    def _glance(self, x: torch.Tensor) -> tuple[None, torch.Tensor]:
+        """The backbone on the whole frame; nothing but its pooled features is needed."""
+        return None, self.model.features(x)
+
+    def _full(self, x: torch.Tensor, glance: None, pooled: torch.Tensor, hidden: Hidden
+              ) -> tuple[torch.Tensor, None, Hidden]:
+        logits, classifier_hidden = self.model.classifier_step(pooled, hidden[0])
+        return logits, None, (classifier_hidden,)
+
+
+__all__ = ["OnlineBaseline", "is_baseline_file", "load_baseline", "save_baseline"]

@@ -29,7 +29,8 @@ from adafocus.checkpoint import IMAGENET_NORMALIZATION
 from adafocus.config import preset
 from adafocus.flops import component_gflops
 from adafocus.models import AdaFocus
-from adafocus.online import OnlineAdaFocus, resolve_device
+from adafocus.online import OnlineAdaFocus
+from adafocus.runtime import resolve_device
 
 
 def _median_seconds(fn, iters: int, warmup: int, sync) -> float:
@@ -52,7 +53,7 @@ def bench_preset(name: str, streams: list[int], iters: int, device: str) -> list
     online = OnlineAdaFocus(AdaFocus(config), [str(i) for i in range(10)],
                             IMAGENET_NORMALIZATION, component_gflops(config), device=device)
     model = online.model
-    sync = torch.cuda.synchronize if online.device.type == "cuda" else (lambda: None)
+    sync = torch.cuda.synchronize if online.device.startswith("cuda") else (lambda: None)
 
     rng = np.random.default_rng(0)
     rows = []
@@ -69,7 +70,7 @@ def bench_preset(name: str, streams: list[int], iters: int, device: str) -> list
                                         iters, 2, sync),
             "full_frame": _median_seconds(full_frame, iters, 2, sync),
         }
-        gflops = {"adafocus": online.gflops["full_step"], "full_frame": online.gflops["local_full"]}
+        gflops = {"adafocus": online.costs.full_step, "full_frame": online.costs.local_full}
         for method, seconds in timings.items():
             rows.append({"preset": name, "streams": count, "method": method,
                          "median_ms": seconds * 1e3, "frames_per_s": count / seconds,

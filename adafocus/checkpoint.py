@@ -1,13 +1,15 @@
-"""Checkpoint files (DESIGN.md "Checkpoints"): one torch.save'd dict of tensors and
-plain data, loaded with ``weights_only=True`` so nothing but plain data is ever
-unpickled, and validated key by key before a model is built::
+"""Checkpoint files (CONTRACTS.md "Checkpoints"): one torch.save'd dict of tensors
+and plain data, loaded with ``weights_only=True`` so nothing but plain data is ever
+unpickled, and validated (adafocus.metadata, every problem at its key) before a
+model is built::
 
     {"format": "adafocus-stream/1", "config": asdict(AdaFocusConfig),
      "class_names": [str, ...], "normalization": {"mean": [3 floats], "std": [3 floats]},
      "gflops": {component: GFLOPs (GMACs), ...}, "skip_calibration": dict | None,
      "training": dict (plain-data summary), "state_dict": {name: tensor}}
 
-``builtin:NAME`` names adafocus/checkpoints/NAME.pt inside the package.
+``builtin:NAME`` names adafocus/checkpoints/NAME.pt inside the package
+(adafocus.interface.resolve_spec).
 """
 
 from __future__ import annotations
@@ -21,21 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
-from adafocus.config import AdaFocusConfig, config_from_dict, config_to_dict
-from adafocus.flops import COMPONENTS, component_gflops
+from adafocus.config import AdaFocusConfig, config_to_dict
+from adafocus.flops import component_gflops
+from adafocus.interface import CheckpointError, Costs, resolve_spec
+from adafocus.metadata import CHECKPOINT_FORMAT, CheckpointMetadata, ModelFile
 from adafocus.models import AdaFocus
-from adafocus.skip import validate_calibration
+from adafocus.schema import problems
 
-FORMAT = "adafocus-stream/1"
-BUILTIN_DIR = Path(__file__).resolve().parent / "checkpoints"
 IMAGENET_NORMALIZATION = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
-_KEYS = ("format", "config", "class_names", "normalization", "gflops", "skip_calibration",
-         "training", "state_dict")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used: missing, truncated, foreign or mismatched."""
 
 
 @dataclass
@@ -46,7 +43,7 @@ class Checkpoint:
     config: AdaFocusConfig
     class_names: list[str]
     normalization: dict[str, list[float]]
-    gflops: dict[str, float]
+    costs: Costs
     skip_calibration: dict[str, Any] | None
     training: dict[str, Any]
     state_dict: dict[str, torch.Tensor]
@@ -57,22 +54,6 @@ class Checkpoint:
         return model.eval()
 
 
-def resolve_spec(spec: str | os.PathLike) -> Path:
-    """A path, or ``builtin:NAME`` -> adafocus/checkpoints/NAME.pt."""
-    text = os.fspath(spec)
-    if text.startswith("builtin:"):
-        name = text[len("builtin:"):]
-        path = BUILTIN_DIR / f"{name}.pt"
-        if not name or "/" in name or not path.is_file():
-            known = sorted(p.stem for p in BUILTIN_DIR.glob("*.pt")) if BUILTIN_DIR.is_dir() else []
-            raise CheckpointError(f"no builtin checkpoint {name!r}; available: {known or 'none'}")
-        return path
-    path = Path(text)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint file at {path}")
-    return path
-
-
 def save_checkpoint(path: str | os.PathLike, model: AdaFocus, class_names: list[str], *,
                     normalization: dict[str, list[float]] | None = None,
                     skip_calibration: dict[str, Any] | None = None,
@@ -81,11 +62,11 @@ def save_checkpoint(path: str | os.PathLike, model: AdaFocus, class_names: list[
     mid-write never leaves a truncated file under the final name. GFLOPs are counted
     from the config here. Returns the path."""
     data = {
-        "format": FORMAT,
+        "format": CHECKPOINT_FORMAT,
         "config": config_to_dict(model.config),
         "class_names": list(class_names),
         "normalization": normalization or IMAGENET_NORMALIZATION,
-        "gflops": component_gflops(model.config),
+        "gflops": component_gflops(model.config).as_dict(),
         "skip_calibration": skip_calibration,
         "training": training or {},
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
@@ -146,62 +127,45 @@ def load_checkpoint(spec: str | os.PathLike, map_location: str | torch.device = 
     return checkpoint
 
 
+def read_metadata(data: Any, path: Path, schema: type[ModelFile], expected: str, kind: str
+                  ) -> ModelFile:
+    """Validate a model file's plain data (everything but "state_dict") with
+    ``schema``; CheckpointError naming every problem at its key. A dict of another
+    format than ``expected`` is refused as foreign first, so that it does not read
+    as a list of missing keys."""
+    if not isinstance(data, dict) or data.get("format") != expected:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise CheckpointError(f"{path}: not an {kind} (format {found!r}, expected {expected!r})")
+    lines = [] if "state_dict" in data else ["state_dict: required key is missing"]
+    try:
+        metadata = schema.model_validate({k: v for k, v in data.items() if k != "state_dict"})
+    except ValidationError as exc:
+        lines = problems(exc, schema) + lines
+    if lines:
+        raise CheckpointError(f"{path}: " + "; ".join(lines))
+    state = data["state_dict"]
+    if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{path}: state_dict must map str to tensors")
+    return metadata
+
+
 def _validate(data: Any, path: Path) -> Checkpoint:
     def fail(problem: str) -> None:
         raise CheckpointError(f"{path}: {problem}")
 
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        found = data.get("format") if isinstance(data, dict) else type(data).__name__
-        fail(f"not an adafocus-stream checkpoint (format {found!r}, expected {FORMAT!r})")
-    if set(data) != set(_KEYS):
-        fail(f"keys do not match the format: missing {sorted(set(_KEYS) - set(data))}, "
-             f"unknown {sorted(set(data) - set(_KEYS))}")
-    try:
-        config = config_from_dict(data["config"])
-    except ValueError as exc:
-        raise CheckpointError(f"{path}: bad config: {exc}") from None
-
-    names = data["class_names"]
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        fail("class_names must be a list of str")
-    if len(names) != config.num_classes:
-        fail(f"class-count mismatch: {len(names)} class_names but config.num_classes = "
-             f"{config.num_classes}")
-    if len(set(names)) != len(names):
-        fail("class_names are not unique")
-
-    norm = data["normalization"]
-    if not (isinstance(norm, dict) and set(norm) == {"mean", "std"} and all(
-            isinstance(norm[k], list) and len(norm[k]) == 3
-            and all(isinstance(v, (int, float)) for v in norm[k]) for k in norm)):
-        fail(f"normalization must be {{'mean': [3 floats], 'std': [3 floats]}}, got {norm!r}")
-    if min(norm["std"]) <= 0:
-        fail(f"normalization std must be positive, got {norm['std']}")
-
-    gflops = data["gflops"]
-    if not isinstance(gflops, dict) or set(gflops) != set(COMPONENTS) or not all(
-            isinstance(v, float) for v in gflops.values()):
-        fail(f"gflops must map {list(COMPONENTS)} to floats")
-    counted = component_gflops(config)
-    for name, value in counted.items():
-        if not math.isclose(gflops[name], value, rel_tol=0.01, abs_tol=1e-9):
-            fail(f"gflops[{name!r}] = {gflops[name]} does not match the config ({value:.6g})")
-
-    if data["skip_calibration"] is not None:
-        try:
-            validate_calibration(data["skip_calibration"])
-        except ValueError as exc:
-            raise CheckpointError(f"{path}: {exc}") from None
-    if not isinstance(data["training"], dict):
-        fail("training must be a dict of plain data")
-
-    state = data["state_dict"]
-    if not isinstance(state, dict) or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        fail("state_dict must map str to tensors")
-    _check_state_shapes(state, config, fail)
-    return Checkpoint(path, config, list(names), norm, dict(gflops), data["skip_calibration"],
-                      data["training"], state)
+    meta = read_metadata(data, path, CheckpointMetadata, CHECKPOINT_FORMAT,
+                         "adafocus-stream checkpoint")
+    counted = component_gflops(meta.config).as_dict()
+    mismatched = [f"gflops.{name}: {data['gflops'][name]} does not match the config "
+                  f"({value:.6g})" for name, value in counted.items()
+                  if not math.isclose(data["gflops"][name], value, rel_tol=0.01, abs_tol=1e-9)]
+    if mismatched:
+        fail("; ".join(mismatched))
+    _check_state_shapes(data["state_dict"], meta.config, fail)
+    return Checkpoint(path, meta.config, list(meta.class_names), data["normalization"],
+                      Costs.from_dict(data["gflops"]), data["skip_calibration"],
+                      data["training"], data["state_dict"])
 
 
 def _check_state_shapes(state: dict[str, torch.Tensor], config: AdaFocusConfig, fail) -> None:

@@ -2,9 +2,10 @@
 
 Every method of the table (glance-only, full-frame, centre patch, random patch,
 AdaFocus V1, AdaFocusV2), with skipping off and at each calibrated budget, runs as
-an `OnlineAdaFocus` stepped frame by frame, causally, on the same held-out
-moving-digits test streams (test-split handwriting, test scene seeds) — exactly
-what the pipeline's worker does — and is judged per frame with
+an online model (`OnlineAdaFocus`, `OnlineBaseline`) stepped frame by frame,
+causally, on the same held-out moving-digits test streams (test-split handwriting,
+test scene seeds) — exactly what the pipeline's worker does — and is judged per
+frame with
 adafocus.evaluate_metrics: accuracy of the published label against the current
 truth, GFLOPs actually spent per frame, and the delay from a label change to the
 first correct (held) published label.
@@ -26,7 +27,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from adafocus.checkpoint import CheckpointError, load_checkpoint
+from adafocus.baselines import OnlineBaseline
+from adafocus.checkpoint import load_checkpoint
 from adafocus.data.moving_digits import MovingDigitsScene
 from adafocus.evaluate_metrics import (
     DEFAULT_HOLD,
@@ -34,8 +36,11 @@ from adafocus.evaluate_metrics import (
     frame_accuracy,
     summarize_delays,
 )
+from adafocus.interface import CheckpointError
+from adafocus.models import AdaFocus
 from adafocus.online import OnlineAdaFocus
-from adafocus.skip import thresholds_for_budget
+from adafocus.runtime import OnlineRunner
+from adafocus.skip import SkipThresholds, thresholds_for_budget
 from adafocus.train.comparisons import Method, compare_path, load_comparisons
 
 METHOD_ORDER = ("glance_only", "full_frame", "center", "random", "v1", "v2")
@@ -64,7 +69,7 @@ def load_methods(checkpoint: str | os.PathLike) -> tuple[dict[str, Method], list
     ck = load_checkpoint(checkpoint)
     main = ck.training.get("shipped", ck.config.policy)
     accuracy = ck.training.get("validation_accuracy", {}).get(main)
-    methods = {main: Method(main, ck.build_model(), "policy", ck.gflops, ck.skip_calibration,
+    methods = {main: Method(main, ck.build_model(), "policy", ck.costs, ck.skip_calibration,
                             accuracy)}
     notes = []
     try:
@@ -77,7 +82,7 @@ def load_methods(checkpoint: str | os.PathLike) -> tuple[dict[str, Method], list
 
 def _runners(methods: dict[str, Method], class_names: list[str],
              normalization: dict[str, list[float]], settings: EvalSettings, device: str
-             ) -> list[tuple[str, str, OnlineAdaFocus]]:
+             ) -> list[tuple[str, str, OnlineRunner]]:
     runners = []
     for name in [m for m in METHOD_ORDER if m in methods]:
         method = methods[name]
@@ -86,14 +91,22 @@ def _runners(methods: dict[str, Method], class_names: list[str],
             skips += [(f"{b:g}", thresholds_for_budget(method.calibration, b))
                       for b in settings.budgets]
         for label, thresholds in skips:
-            online = OnlineAdaFocus(method.model, class_names, normalization, method.gflops,
-                                    device=device, skip=thresholds,
-                                    patch_source=method.patch_source)
-            runners.append((name, label, online))
+            runners.append((name, label, _online(method, class_names, normalization, device,
+                                                 thresholds)))
     return runners
 
 
-def run_streams(runners: list[tuple[str, str, OnlineAdaFocus]], settings: EvalSettings,
+def _online(method: Method, class_names: list[str], normalization: dict[str, list[float]],
+            device: str, skip: SkipThresholds | None) -> OnlineRunner:
+    """The method's model on the online runtime, as the pipeline's worker would run it."""
+    if isinstance(method.model, AdaFocus):
+        return OnlineAdaFocus(method.model, class_names, normalization, method.costs,
+                              device=device, skip=skip, patch_source=method.patch_source)
+    return OnlineBaseline(method.model, class_names, normalization, method.costs,
+                          device=device, skip=skip)
+
+
+def run_streams(runners: list[tuple[str, str, OnlineRunner]], settings: EvalSettings,
                 frame_size: tuple[int, int], progress: bool = True
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Step every runner through the same test streams, one frame at a time.
@@ -267,7 +280,7 @@ def evaluate(checkpoint: str | os.PathLike = "builtin:digits", out_dir: str | os
     runners = _runners(methods, ck.class_names, ck.normalization, settings, device)
     truth, preds, gflops, actions = run_streams(runners, settings, ck.config.frame_size,
                                                 progress)
-    gflops_full = ck.gflops["local_full"]
+    gflops_full = ck.costs.local_full
     rows = [_row(name, skip, truth, preds[r], gflops[r], actions[r], gflops_full, settings)
             for r, (name, skip, _) in enumerate(runners)]
     report = {"checkpoint": os.fspath(checkpoint), "device": str(runners[0][2].device),

@@ -1,4 +1,5 @@
-"""Per-component compute of an AdaFocus config, counted once.
+"""Per-component compute (adafocus.interface.Costs) of an AdaFocus config or a
+baseline, counted once.
 
 Convention: "GFLOPs" here means 10^9 multiply-accumulates (MACs), the convention of
 the AdaFocus papers and of torchvision's model tables (MobileNetV2 at 224: 0.30,
@@ -12,12 +13,16 @@ shapes, and depends only on the config, never on weights.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from adafocus.config import AdaFocusConfig
+from adafocus.interface import Costs
 
-COMPONENTS = ("skip_signal", "glance", "policy", "local", "classifier", "full_step", "local_full")
+if TYPE_CHECKING:
+    from adafocus.models.baselines import RecurrentBaseline
 
 
 def count_gflops(fn, *inputs: torch.Tensor) -> float:
@@ -27,7 +32,7 @@ def count_gflops(fn, *inputs: torch.Tensor) -> float:
     return counter.get_total_flops() / 2e9
 
 
-def component_gflops(config: AdaFocusConfig) -> dict[str, float]:
+def component_gflops(config: AdaFocusConfig) -> Costs:
     """GFLOPs (GMACs) per frame of each part of the model described by ``config``.
 
     - ``glance``: f_G at ``glance_size``; ``policy``: one policy step; ``local``: f_L on
@@ -58,4 +63,25 @@ def component_gflops(config: AdaFocusConfig) -> dict[str, float]:
             "local_full": count_gflops(model.local, torch.zeros(1, 3, height, width)),
         }
     table["full_step"] = table["glance"] + table["policy"] + table["local"] + table["classifier"]
-    return {name: table[name] for name in COMPONENTS}
+    return Costs(**table)
+
+
+def baseline_costs(model: RecurrentBaseline) -> Costs:
+    """The costs of a baseline (adafocus.models.baselines) in the same record.
+
+    Its backbone counts as ``glance`` (what every frame that is not skipped runs)
+    and one classifier step completes a full step; ``local_full`` stays f_L on the
+    whole frame, the reference every result is compared with.
+    """
+    config = model.config
+    reference = component_gflops(config)
+    with torch.device("meta"):
+        meta = type(model)(config)
+        frame = torch.zeros(1, 3, *config.frame_size)
+        pooled = meta.features(frame)
+        hidden = meta.initial_state(1, "meta")
+        backbone = count_gflops(meta.features, frame)
+        classifier = count_gflops(meta.classifier_step, pooled, hidden)
+    return Costs(skip_signal=reference.skip_signal, glance=backbone, policy=0.0, local=0.0,
+                 classifier=classifier, full_step=backbone + classifier,
+                 local_full=reference.local_full)

@@ -17,7 +17,7 @@ import os
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 Action = Literal["skip", "glance", "full"]
 #: What a model did with one frame: "skip" (nothing ran, the label is carried
@@ -97,6 +97,7 @@ class Costs:
 COMPONENTS = tuple(f.name for f in fields(Costs))
 
 
+@runtime_checkable
 class OnlineModel(Protocol):
     """A model that follows many endless streams, one batched frame at a time.
 

@@ -1,169 +1,46 @@
 """Online AdaFocus: many endless streams, one batched step at a time.
 
-``OnlineAdaFocus`` keeps each stream's recurrent state (policy and classifier hidden
-states, last result, skip references) and advances only the streams it is given, one
-frame each, in a single batched call. Streams join (first step) and leave (``drop``)
-at any time; a stream's results never depend on which other streams share its batch.
+``OnlineAdaFocus`` is AdaFocus on the shared online runtime (adafocus.runtime:
+per-stream state, adaptive skipping, one device->host copy per step). Per frame
+the glance network f_G looks at the whole downsampled frame; a full step then lets
+the policy choose a patch, runs f_L on it and advances the recurrent classifier.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import dataclasses
 import os
-from dataclasses import dataclass
-from typing import Any
+from typing import get_args
 
-import numpy as np
 import torch
-from torch import nn
 
 from adafocus.checkpoint import load_checkpoint
+from adafocus.interface import Costs, check_skip_mode
 from adafocus.models import AdaFocus
-from adafocus.models.fusion import fold_batchnorm
-from adafocus.skip import (
-    SKIP_MODES,
-    SkipThresholds,
-    StreamSignals,
-    frame_thumbnails,
-    glance_change,
-    may_carry,
-    pixel_change,
-    thresholds_for_budget,
-)
+from adafocus.models.adafocus import PatchSource
+from adafocus.runtime import Hidden, OnlineRunner, resolve_device
+from adafocus.skip import SkipThresholds, thresholds_for_budget
 
 
-@dataclass
-class StepResult:
-    """The running label of one stream after one frame (DESIGN.md result message).
-
-    ``action`` is "skip" (nothing ran), "glance" (only f_G ran) or "full";
-    ``skipped`` is true for both carried-over actions, whose ``patch`` is None.
-    ``gflops`` is what this frame actually cost, ``gflops_full`` what f_L on the
-    whole frame would have cost (GFLOPs = GMACs, see adafocus.flops).
-    """
-
-    class_id: int
-    label: str
-    score: float
-    topk: list[tuple[str, float]]
-    patch: tuple[float, float, float, float] | None
-    skipped: bool
-    action: str
-    gflops: float
-    gflops_full: float
-
-
-@dataclass
-class _StreamState:
-    policy_hidden: torch.Tensor
-    classifier_hidden: torch.Tensor
-    result: StepResult | None = None
-    logits: torch.Tensor | None = None
-    thumb: torch.Tensor | None = None  # reference thumbnail (last full frame), CPU or input device
-    glance: torch.Tensor | None = None  # reference pooled glance features, model device
-    since_full: int = 0
-
-
-def resolve_device(spec: str | torch.device) -> torch.device:
-    """"auto" | "cpu" | "cuda" | "cuda:N" -> torch.device, or a ValueError saying why not."""
-    text = str(spec)
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if text == "cpu":
-        return torch.device("cpu")
-    if text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {text!r} requested but CUDA is not available here")
-        device = torch.device(text)
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {text!r}: only {torch.cuda.device_count()} CUDA device(s)")
-        return device
-    raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {text!r}")
-
-
-def normalize_frames(frames: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """uint8 (..., H, W, 3) -> float (..., 3, H, W), (x / 255 - mean) / std.
-
-    The one place frames become model input, used online and for offline clips, so
-    both see identical numbers. The result is a channels-last view of the (..., H, W,
-    3) buffer. The arithmetic runs on rows of W * 3 interleaved values, with scale
-    and shift repeated W times: with the 3 channels as the innermost dimension the
-    elementwise kernels cannot vectorise (about 10x slower on CPU).
-    """
-    width = frames.shape[-2]
-    x = frames.to(torch.float32, memory_format=torch.contiguous_format)
-    rows = x.view(*x.shape[:-2], width * 3)
-    rows.mul_((1.0 / (255.0 * std)).repeat(width)).sub_((mean / std).repeat(width))
-    return x.movedim(-1, -3)
-
-
-def inference_copy(model: nn.Module, device: torch.device,
-                   dtype: torch.dtype | None = None) -> nn.Module:
-    """A private eval-mode copy of ``model`` for fast inference on ``device``.
-
-    Copying leaves the caller's module (which may still be training) untouched.
-    BatchNorm is folded into the layer before it (adafocus.models.fusion), the layout
-    is channels_last and, when ``dtype`` is given (the autocast dtype), floating
-    weights are cast once here instead of by autocast on every call.
-    """
-    clone = copy.deepcopy(model).eval().requires_grad_(False)
-    fold_batchnorm(clone)
-    return clone.to(device=device, dtype=dtype, memory_format=torch.channels_last)
-
-
-class OnlineAdaFocus:
-    """Per-stream recurrent inference with optional adaptive frame skipping.
+class OnlineAdaFocus(OnlineRunner):
+    """Per-stream recurrent AdaFocus with optional adaptive frame skipping.
 
     ``skip`` thresholds (None = every frame in full) normally come from the
-    checkpoint's calibration via :meth:`from_checkpoint`. On CUDA the model runs
-    under autocast (bf16 where supported, else fp16); recurrent states are kept in
-    float32. ``patch_source`` "random" / "center" replace the policy's choice
-    (evaluation baselines); the default is the policy.
-
-    ``self.model`` is a private inference copy of the given model, so the caller's
-    module (possibly still training) is never moved, cast or modified: BatchNorm is
-    folded into the preceding conv/linear (one kernel instead of two per layer), the
-    layout is channels_last (faster convolutions on CPU and CUDA alike) and, with
-    autocast, the weights are stored in the autocast dtype once, so autocast finds
-    nothing to re-cast on every call.
+    checkpoint's calibration via :meth:`from_checkpoint`. ``patch_source`` "random" /
+    "center" replace the policy's choice (the comparison methods of evaluation); the
+    default is the policy.
     """
 
     def __init__(self, model: AdaFocus, class_names: list[str],
-                 normalization: dict[str, list[float]], gflops: dict[str, float], *,
+                 normalization: dict[str, list[float]], costs: Costs, *,
                  device: str | torch.device = "auto", skip: SkipThresholds | None = None,
-                 top_k: int = 5, amp: bool | None = None, patch_source: str = "policy") -> None:
-        # patch_source "random" / "center": the comparison baselines of evaluation
-        if patch_source not in ("policy", "random", "center"):
+                 top_k: int = 5, amp: bool | None = None,
+                 patch_source: PatchSource = "policy") -> None:
+        if patch_source not in get_args(PatchSource):
             raise ValueError("patch_source must be 'policy', 'random' or 'center', "
                              f"got {patch_source!r}")
         self.patch_source = patch_source
-        if len(class_names) != model.config.num_classes:
-            raise ValueError(f"{len(class_names)} class names for a "
-                             f"{model.config.num_classes}-class model")
-        self.device = resolve_device(device)
-        self.config = model.config
-        self._cuda = self.device.type == "cuda"
-        use_amp = self._cuda if amp is None else amp
-        if use_amp and not self._cuda:
-            raise ValueError("amp (autocast fp16/bf16) is only used on CUDA")
-        self._amp_dtype = None
-        if use_amp:
-            self._amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported()
-                               else torch.float16)
-        self._memory_format = torch.channels_last
-        self.model = inference_copy(model, self.device, self._amp_dtype)
-        self._class_names = list(class_names)
-        self._mean = torch.tensor(normalization["mean"], dtype=torch.float32, device=self.device)
-        self._std = torch.tensor(normalization["std"], dtype=torch.float32, device=self.device)
-        self.gflops = dict(gflops)
-        self.skip = skip
-        self.top_k = max(1, min(top_k, len(class_names)))
-        self._states: dict[Any, _StreamState] = {}
-        self._staging: torch.Tensor | None = None  # pinned host buffer for uploads (CUDA)
-        # recorded after each upload from the buffer; waited on before refilling it
-        self._staging_free = torch.cuda.Event() if self._cuda else None
+        super().__init__(model, class_names, normalization, costs, device=device, skip=skip,
+                         top_k=top_k, amp=amp)
 
     @classmethod
     def from_checkpoint(cls, spec: str | os.PathLike, device: str | torch.device = "auto",
@@ -177,257 +54,35 @@ class OnlineAdaFocus:
         checkpoint's default budget).
         """
         resolve_device(device)  # fail on a bad device before reading the file
-        if skip_mode is not None and skip_mode not in SKIP_MODES:
-            raise ValueError(f"skip_mode must be None or one of {SKIP_MODES}, got {skip_mode!r}")
+        check_skip_mode(skip_mode)
         checkpoint = load_checkpoint(spec)
         calibration = checkpoint.skip_calibration
         if skip_mode is None:
             skip_mode = "confidence" if (calibration is not None or budget is not None) else "off"
         skip = None
-        if skip_mode == "learned":
-            raise ValueError("skip_mode 'learned' needs a learned skip head; this version of "
-                             "the model has none (use 'confidence')")
         if skip_mode == "confidence":
             if calibration is None:
                 raise ValueError(f"{checkpoint.path}: no skip calibration in this checkpoint; "
                                  "use skip_mode='off' or calibrate (adafocus.skip.calibrate)")
             skip = thresholds_for_budget(calibration, budget)
         return cls(checkpoint.build_model(), checkpoint.class_names, checkpoint.normalization,
-                   checkpoint.gflops, device=device, skip=skip, top_k=top_k)
+                   checkpoint.costs, device=device, skip=skip, top_k=top_k)
 
-    # ---- public state --------------------------------------------------------------
+    def _initial_hidden(self) -> Hidden:
+        policy, classifier = self.model.initial_state(1, self._device)
+        return policy[0], classifier[0]
 
-    @property
-    def frame_size(self) -> tuple[int, int]:
-        """(H, W) of the uint8 RGB frames step() expects."""
-        return tuple(self.config.frame_size)
+    def _glance(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """f_G: (the feature map the policy reads, its pooled vector)."""
+        return self.model.glance_features(x)
 
-    @property
-    def class_names(self) -> list[str]:
-        return list(self._class_names)
-
-    @property
-    def streams(self) -> list[Any]:
-        """Ids of the streams holding state."""
-        return list(self._states)
-
-    def reset(self, stream_id: Any) -> None:
-        """Forget a stream's history (e.g. after a reconnect); its next step starts
-        fresh. Idempotent."""
-        self._states.pop(stream_id, None)
-
-    def drop(self, stream_id: Any) -> None:
-        """Release a stream that left. Idempotent."""
-        self._states.pop(stream_id, None)
-
-    def logits(self, stream_id: Any) -> torch.Tensor:
-        """Float32 CPU logits (K,) behind the stream's current label."""
-        state = self._states.get(stream_id)
-        if state is None or state.logits is None:
-            raise KeyError(f"stream {stream_id!r} has no result yet")
-        return state.logits.clone()
-
-    @torch.inference_mode()
-    def record_signals(self, frames: np.ndarray | torch.Tensor) -> StreamSignals:
-        """Run one stream's frames (T, H, W, 3) in full (no skipping, a private stream)
-        and record what skip calibration needs (adafocus.skip.calibrate)."""
-        saved, self.skip = self.skip, None
-        key = object()
-        thumbs, glance, confidence, predictions = [], [], [], []
-        try:
-            for frame in frames:
-                frame = self._check_frames(frame[None], [key])
-                result = self.step(frame, [key])[0]
-                thumbs.append(frame_thumbnails(frame)[0].cpu())
-                glance.append(self._states[key].glance.cpu())
-                confidence.append(result.score)
-                predictions.append(result.class_id)
-        finally:
-            self.skip = saved
-            self.drop(key)
-        return StreamSignals(thumbs=torch.stack(thumbs).numpy(),
-                             glance=torch.stack(glance).numpy(),
-                             confidence=np.array(confidence), predictions=np.array(predictions))
-
-    def to_input(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 (N, H, W, 3) tensor -> normalised float (N, 3, H, W) on the model's device
-        in its memory format (non-blocking upload from CPU to CUDA, see _upload)."""
-        x = normalize_frames(self._upload(frames), self._mean, self._std)
-        return x.contiguous(memory_format=self._memory_format)
-
-    def _upload(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 frames -> the model's device, as uint8 (4x fewer bytes than float).
-
-        From CPU to CUDA the rows go through one persistent pinned buffer (grown to the
-        next power of two when a batch needs more) and one non-blocking copy: pinning a
-        fresh tensor every step (pin_memory) costs milliseconds. The buffer is refilled
-        only once the previous upload from it has finished (a CUDA event; by then it has
-        normally long finished, because each step copies its results back).
-        """
-        if not (self._cuda and frames.device.type == "cpu"):
-            return frames.to(self.device)
-        count = frames.shape[0]
-        if (self._staging is None or self._staging.shape[0] < count
-                or self._staging.shape[1:] != frames.shape[1:]):
-            # a replaced buffer stays reserved until its pending copy is done (torch's
-            # pinned-memory allocator records the copy), so only refills must wait
-            rows = 1 << max(count - 1, 0).bit_length()
-            self._staging = torch.empty((rows, *frames.shape[1:]), dtype=torch.uint8,
-                                        pin_memory=True)
-        else:
-            self._staging_free.synchronize()
-        staged = self._staging[:count]
-        staged.copy_(frames)
-        uploaded = staged.to(self.device, non_blocking=True)
-        self._staging_free.record(torch.cuda.current_stream(self.device))
-        return uploaded
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        """The autocast context the model runs under (none on CPU)."""
-        if self._amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda", dtype=self._amp_dtype)
-
-    # ---- the step ------------------------------------------------------------------
-
-    @torch.inference_mode()
-    def step(self, frames: np.ndarray | torch.Tensor, stream_ids: list[Any]) -> list[StepResult]:
-        """Advance the given streams by one frame each.
-
-        frames: uint8 RGB (B, H, W, 3), numpy or tensor (any device), row i belonging
-        to ``stream_ids[i]``. New ids start a stream. Returns one StepResult per row.
-
-        Without skipping the step never waits for the device until its single
-        device->host copy of all results at the end; with skipping, deciding which
-        rows need the full model after the glance costs one more wait.
-        """
-        frames = self._check_frames(frames, stream_ids)
-        if not stream_ids:
-            return []
-        states = [self._states.get(i) or self._new_state() for i in stream_ids]
-        for stream_id, state in zip(stream_ids, states, strict=True):
-            self._states[stream_id] = state
-            state.since_full += 1
-        actions = ["full"] * len(states)
-        thumbs = None
-        if self.skip is not None:
-            thumbs = frame_thumbnails(frames)
-            refs = torch.stack([s.thumb.to(t.device) if s.thumb is not None else t
-                                for s, t in zip(states, thumbs, strict=True)])
-            carry = self._may_carry(states, pixel_change(thumbs, refs), self.skip.pixel_change)
-            actions = ["skip" if c else "full" for c in carry]
-
-        run = [i for i, action in enumerate(actions) if action != "skip"]
-        if run:
-            self._run(frames, run, states, actions, thumbs)
-        return [self._result(state, action) for state, action in zip(states, actions, strict=True)]
-
-    def _may_carry(self, states: list[_StreamState], change: torch.Tensor,
-                   change_max: float) -> list[bool]:
-        """May these streams keep their last label (never one without a label yet)?
-        Decided on the host: the per-stream confidences and counters live there, and
-        the decision is needed there, so ``change`` crosses once."""
-        confidence = np.array([s.result.score if s.result else -1.0 for s in states], np.float32)
-        since = np.array([s.since_full for s in states])
-        labelled = np.array([s.result is not None for s in states])
-        carry = may_carry(change.float().cpu().numpy(), change_max, confidence,
-                          self.skip.confidence, since, self.skip.max_span)
-        return (carry & labelled).tolist()
-
-    def _run(self, frames: torch.Tensor, run: list[int], states: list[_StreamState],
-             actions: list[str], thumbs: torch.Tensor | None) -> None:
-        """Glance on the non-skipped rows; policy, crop, local, classifier on the rows
-        that need the full model. Updates the states of the fully processed streams."""
+    def _full(self, x: torch.Tensor, glance: torch.Tensor, pooled: torch.Tensor,
+              hidden: Hidden) -> tuple[torch.Tensor, torch.Tensor, Hidden]:
+        """Policy, crop, f_L on the patch, classifier."""
         model = self.model
-        if len(run) < len(states):
-            frames = frames[torch.tensor(run, device=frames.device)]
-        x = self.to_input(frames)
-        with self.autocast():
-            fmap, g_pooled = model.glance_features(x)
-            full = list(range(len(run)))
-            if self.skip is not None:
-                g_float = g_pooled.float()
-                refs = torch.stack([states[i].glance if states[i].glance is not None else g
-                                    for i, g in zip(run, g_float, strict=True)])
-                carry = self._may_carry([states[i] for i in run], glance_change(g_float, refs),
-                                        self.skip.glance_change)
-                for j, i in enumerate(run):
-                    if carry[j]:
-                        actions[i] = "glance"
-                full = [j for j in range(len(run)) if not carry[j]]
-                if not full:
-                    return
-                if len(full) < len(run):
-                    sel = torch.tensor(full, device=self.device)
-                    x, fmap, g_pooled = x[sel], fmap[sel], g_pooled[sel]
-            full_states = [states[run[j]] for j in full]
-            p_hidden = torch.stack([s.policy_hidden for s in full_states])
-            c_hidden = torch.stack([s.classifier_hidden for s in full_states])
-            policy = model.policy_step(fmap, p_hidden)
-            focus = model.locate(len(full), self.patch_source, policy)
-            local = model.local_features(model.crop(x, focus))
-            logits, c_hidden = model.classifier_step(g_pooled, local, c_hidden)
-            boxes = model.boxes(focus)
-        self._store(full_states, [run[j] for j in full], thumbs, logits.float(), boxes.float(),
-                    policy.hidden.float(), c_hidden.float(), g_pooled.float())
-
-    def _store(self, states: list[_StreamState], rows: list[int], thumbs: torch.Tensor | None,
-               logits: torch.Tensor, boxes: torch.Tensor, p_hidden: torch.Tensor,
-               c_hidden: torch.Tensor, g_pooled: torch.Tensor) -> None:
-        """Keep the new recurrent states (on the device) and build the results from ONE
-        device->host copy: softmax and top-k run batched on the device, and the host
-        reads plain Python numbers instead of running small tensor ops per stream."""
-        num_classes, k = self.config.num_classes, self.top_k
-        top = logits.softmax(-1).topk(k)
-        host = torch.cat([logits, boxes, top.values, top.indices.float()], dim=1).cpu()
-        names = self._class_names
-        # unbind: all per-stream views in one call instead of one indexing op per stream
-        for state, values, logit_row, p_row, c_row, g_row in zip(
-                states, host.tolist(), host[:, :num_classes].unbind(), p_hidden.unbind(),
-                c_hidden.unbind(), g_pooled.unbind(), strict=True):
-            state.policy_hidden, state.classifier_hidden = p_row, c_row
-            state.glance, state.logits = g_row, logit_row
-            scores = values[num_classes + 4:num_classes + 4 + k]
-            classes = [int(c) for c in values[num_classes + 4 + k:]]
-            state.result = StepResult(
-                class_id=classes[0], label=names[classes[0]], score=scores[0],
-                topk=[(names[c], p) for c, p in zip(classes, scores, strict=True)],
-                patch=tuple(values[num_classes:num_classes + 4]), skipped=False, action="full",
-                gflops=0.0, gflops_full=self.gflops["local_full"])
-            state.since_full = 0
-        if thumbs is not None:
-            for state, row in zip(states, rows, strict=True):
-                state.thumb = thumbs[row]
-
-    def _result(self, state: _StreamState, action: str) -> StepResult:
-        signal = self.gflops["skip_signal"] if self.skip is not None else 0.0
-        if action == "full":
-            return dataclasses.replace(state.result, gflops=signal + self.gflops["full_step"])
-        cost = signal + (self.gflops["glance"] if action == "glance" else 0.0)
-        return dataclasses.replace(state.result, patch=None, skipped=True, action=action,
-                                   gflops=cost)
-
-    # ---- helpers -------------------------------------------------------------------
-
-    def _new_state(self) -> _StreamState:
-        p_hidden, c_hidden = self.model.initial_state(1, self.device)
-        return _StreamState(policy_hidden=p_hidden[0], classifier_hidden=c_hidden[0])
-
-
-    def _check_frames(self, frames: np.ndarray | torch.Tensor, stream_ids: list[Any]
-                      ) -> torch.Tensor:
-        if isinstance(frames, np.ndarray):
-            frames = torch.from_numpy(np.ascontiguousarray(frames))
-        if not isinstance(frames, torch.Tensor):
-            raise TypeError(f"frames must be a numpy array or tensor, got {type(frames).__name__}")
-        height, width = self.frame_size
-        if frames.dtype != torch.uint8 or frames.dim() != 4 or tuple(frames.shape[1:]) != (
-                height, width, 3):
-            raise ValueError(f"frames must be uint8 RGB (B, {height}, {width}, 3), got "
-                             f"{frames.dtype} {tuple(frames.shape)}")
-        if len(stream_ids) != frames.shape[0]:
-            raise ValueError(f"{frames.shape[0]} frames but {len(stream_ids)} stream ids")
-        if len(set(stream_ids)) != len(stream_ids):
-            raise ValueError("a stream can advance only one frame per step: duplicate ids in "
-                             f"{list(stream_ids)}")
-        return frames
+        policy_hidden, classifier_hidden = hidden
+        policy = model.policy_step(glance, policy_hidden)
+        focus = model.locate(len(x), self.patch_source, policy)
+        local = model.local_features(model.crop(x, focus))
+        logits, classifier_hidden = model.classifier_step(pooled, local, classifier_hidden)
+        return logits, model.boxes(focus), (policy.hidden, classifier_hidden)

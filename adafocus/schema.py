@@ -10,21 +10,28 @@ models. What this module adds is the project's house rules:
 - `Schema`: unknown keys are errors (a misspelt key must never be silently
   ignored) and validated values are frozen;
 - scalar fields are strict (`yes` where a number belongs, or "3" for 3, is a
-  mistake, not something to coerce); lists are still accepted for tuples, since
-  YAML has no tuples;
+  mistake, not something to coerce); a field typed `Annotated[tuple[...],
+  LISTS_OK]` also takes a list, since YAML (and JSON) have no tuples;
 - `problems(error)` turns a `ValidationError` into lines of the form
   `streams[1].uri: <problem>`, one per problem, that never echo a value (a
-  mistyped URI may still hold a password).
+  mistyped URI may still hold a password);
+- `located(...)` raises relations between keys ("data.root is required when
+  data.source is folder") from inside a validator, each at its own key path,
+  so they are reported beside every other problem of the file.
+
+The model configuration (adafocus.config.AdaFocusConfig) is a pydantic
+dataclass under the same `RULES`, so it stays a plain dataclass to the models.
 
 Torch-free, so config validation in the service never loads PyTorch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Strict, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 _TYPE_NAMES = {
     "int_type": "an integer",
@@ -39,6 +46,8 @@ _TYPE_NAMES = {
     "model_attributes_type": "a mapping",
     "list_type": "a list",
     "tuple_type": "a list",
+    "dataclass_type": "a mapping",
+    "dataclass_exact_type": "a mapping",
 }
 _BOUNDS = {
     "greater_than": ">",
@@ -48,19 +57,18 @@ _BOUNDS = {
 }
 
 
-class FieldProblem(ValueError):
-    """Raised by a model validator for a problem of one of its fields (or a key path
-    below it, "streams[1].id"), so the report names that key and not the section."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(problem)
-        self.field = field
+#: The house rules as a pydantic config, for Schema and for pydantic dataclasses.
+RULES = ConfigDict(extra="forbid", frozen=True, strict=True)
+#: Annotation for a tuple field that also takes a list (its items stay strict).
+LISTS_OK = Strict(False)
+Loc = Sequence[str | int]
 
 
 class Schema(BaseModel):
-    """Base of every validated section: unknown keys are errors, values frozen."""
+    """Base of every validated section: unknown keys are errors, scalars strict,
+    values frozen."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = RULES
 
 
 def key_path(loc: Sequence[str | int]) -> str:
@@ -78,27 +86,29 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _allowed_keys(model: type[BaseModel], loc: Sequence[str | int]) -> list[str] | None:
+def _fields(model: Any) -> dict[str, Any] | None:
+    """The pydantic fields of a model or pydantic dataclass; None for anything else."""
+    return getattr(model, "__pydantic_fields__", None) if isinstance(model, type) else None
+
+
+def _allowed_keys(model: type, loc: Loc) -> list[str] | None:
     """The keys allowed at `loc` (the mapping holding the unknown key), found by
     walking the model's fields along the path; None when the path leaves models."""
     current: Any = model
     for part in loc:
         if isinstance(part, int):
             continue  # an item of a list or tuple field: the same model
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+        fields = _fields(current)
+        if fields is None or str(part) not in fields:
             return None
-        field = current.model_fields.get(str(part))
-        if field is None:
-            return None
-        current = _model_in(field.annotation)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return None
+        current = _model_in(fields[str(part)].annotation)
+    fields = _fields(current)
+    return None if fields is None else list(fields)
 
 
 def _model_in(annotation: Any) -> Any:
-    """The BaseModel inside `Section`, `Section | None`, `tuple[Section, ...]`."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    """The model inside `Section`, `Section | None`, `tuple[Section, ...]`."""
+    if _fields(annotation) is not None:
         return annotation
     for arg in getattr(annotation, "__args__", ()):
         found = _model_in(arg)
@@ -107,14 +117,19 @@ def _model_in(annotation: Any) -> Any:
     return None
 
 
-def _message(error: dict[str, Any], model: type[BaseModel]) -> str:
+def _message(error: dict[str, Any], model: type) -> str:
     kind = error["type"]
     ctx = error.get("ctx") or {}
-    if kind == "extra_forbidden":
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
         allowed = _allowed_keys(model, error["loc"][:-1])
         return "unknown key" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
-    if kind == "missing":
-        return "required key is missing"
+    if kind in ("missing", "missing_argument"):
+        what = "item" if error["loc"] and isinstance(error["loc"][-1], int) else "key"
+        return f"required {what} is missing"
+    if kind == "too_short":
+        return f"expected at least {ctx['min_length']} items, got {ctx['actual_length']}"
+    if kind == "too_long":
+        return f"expected at most {ctx['max_length']} items, got {ctx['actual_length']}"
     if kind in _TYPE_NAMES:
         return f"expected {_TYPE_NAMES[kind]}, got {_type_name(error.get('input'))}"
     if kind in _BOUNDS:
@@ -127,22 +142,34 @@ def _message(error: dict[str, Any], model: type[BaseModel]) -> str:
     return str(error["msg"])
 
 
-def problems(error: ValidationError, model: type[BaseModel], prefix: str = "") -> list[str]:
-    """One `key.path: problem` line per problem of `error`, raised validating `model`.
+def causes(error: ValidationError, model: type) -> list[tuple[Loc, str]]:
+    """(key path, problem) of every problem of `error`, raised validating `model`.
 
     Values are echoed only where they are numbers or short literals that cannot
     be secrets (a bound that was not met); strings are never echoed."""
-    # Unknown keys first: a misspelt key explains the problems that follow from it.
-    items = sorted(error.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
+    return [(item["loc"], _message(item, model)) for item in error.errors(include_url=False)]
+
+
+def problems(error: ValidationError, model: type, prefix: str = "") -> list[str]:
+    """One `key.path: problem` line per problem of `error` (see `causes`)."""
     lines = []
-    for item in items:
-        path = key_path([prefix, *item["loc"]] if prefix else item["loc"])
-        cause = (item.get("ctx") or {}).get("error")
-        if isinstance(cause, FieldProblem):
-            joint = "" if not path or cause.field.startswith("[") else "."
-            path = f"{path}{joint}{cause.field}"
-        lines.append(f"{path or 'config'}: {_message(item, model)}")
+    for loc, message in causes(error, model):
+        path = key_path([prefix, *loc] if prefix else loc)
+        lines.append(f"{path or prefix or 'config'}: {message}")
     return lines
 
 
-__all__ = ["FieldProblem", "Schema", "ValidationError", "key_path", "problems"]
+def located(title: str, found: Iterable[tuple[Loc, str]]) -> ValidationError:
+    """A ValidationError holding one problem per (key path, message).
+
+    Raised inside a validator, pydantic files each problem under the validated
+    field at its own key path, beside every other problem of the file (a
+    ValueError would be one problem, at the field itself)."""
+    return ValidationError.from_exception_data(title, [
+        InitErrorDetails(type=PydanticCustomError("relation", "{problem}", {"problem": message}),
+                         loc=tuple(loc), input=None)
+        for loc, message in found])
+
+
+__all__ = ["LISTS_OK", "RULES", "Schema", "ValidationError", "causes", "key_path", "located",
+           "problems"]

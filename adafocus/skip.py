@@ -34,10 +34,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import ValidationError
 
-SKIP_MODES = ("off", "confidence", "learned")
+from adafocus.interface import Costs
+from adafocus.metadata import CALIBRATION_VERSION, SkipCalibration
+from adafocus.schema import problems
+
 SIGNAL_GRID = 16
-CALIBRATION_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ class StreamSignals:
     predictions: np.ndarray
 
 
-def _replay(streams: list[StreamSignals], cands: np.ndarray, gflops: dict[str, float],
+def _replay(streams: list[StreamSignals], cands: np.ndarray, costs: Costs,
             max_span: int) -> tuple[np.ndarray, np.ndarray]:
     """Replay the decision rule for C candidate threshold triples at once.
 
@@ -102,9 +105,9 @@ def _replay(streams: list[StreamSignals], cands: np.ndarray, gflops: dict[str, f
     prediction), each (C,). Confidence and predictions come from the every-frame run,
     an approximation: with skipping the classifier sees fewer frames.
     """
-    c_skip = gflops["skip_signal"]
-    c_glance = c_skip + gflops["glance"]
-    c_full = c_skip + gflops["full_step"]
+    c_skip = costs.skip_signal
+    c_glance = c_skip + costs.glance
+    c_full = c_skip + costs.full_step
     cost = np.zeros(len(cands))
     agree = np.zeros(len(cands))
     frames = 0
@@ -126,10 +129,10 @@ def _replay(streams: list[StreamSignals], cands: np.ndarray, gflops: dict[str, f
             ref = np.where(full, t, ref)
             agree += s.predictions[ref] == s.predictions[t]
         frames += len(s.predictions)
-    return cost / (frames * gflops["full_step"]), agree / frames
+    return cost / (frames * costs.full_step), agree / frames
 
 
-def calibrate(streams: list[StreamSignals], budgets: list[float], gflops: dict[str, float],
+def calibrate(streams: list[StreamSignals], budgets: list[float], costs: Costs,
               max_span: int = 8, default_budget: float | None = None) -> dict[str, Any]:
     """Thresholds per compute budget, as plain data for the checkpoint.
 
@@ -154,7 +157,7 @@ def calibrate(streams: list[StreamSignals], budgets: list[float], gflops: dict[s
     g_c = np.unique(np.concatenate([[0.0], np.quantile(g_steps, qs) * 1.0001 + 1e-9]))
     conf_c = np.unique(np.concatenate([[0.0], np.quantile(confs, [0.1, 0.25, 0.5, 0.75])]))
     cands = np.array(list(itertools.product(pix_c, g_c, conf_c)), dtype=np.float64)
-    cost, agree = _replay(streams, cands, gflops, max_span)
+    cost, agree = _replay(streams, cands, costs, max_span)
 
     entries = []
     for budget in sorted(float(b) for b in budgets):
@@ -181,24 +184,12 @@ def calibrate(streams: list[StreamSignals], budgets: list[float], gflops: dict[s
 
 
 def validate_calibration(data: Any) -> None:
-    """Raise ValueError naming the problem unless ``data`` is a calibration dict."""
-    if not isinstance(data, dict):
-        raise ValueError(f"skip calibration must be a dict, got {type(data).__name__}")
-    if data.get("version") != CALIBRATION_VERSION:
-        raise ValueError(f"skip calibration version {data.get('version')!r} is not "
-                         f"{CALIBRATION_VERSION}")
-    if not isinstance(data.get("max_span"), int) or data["max_span"] < 1:
-        raise ValueError("skip calibration max_span must be a positive int")
-    entries = data.get("entries")
-    if not isinstance(entries, list) or not entries:
-        raise ValueError("skip calibration needs a non-empty list of entries")
-    keys = {"budget", "pixel_change", "glance_change", "confidence", "cost", "agreement"}
-    for entry in entries:
-        if not isinstance(entry, dict) or not keys <= set(entry) or not all(
-                isinstance(entry[k], (int, float)) for k in keys):
-            raise ValueError(f"skip calibration entry {entry!r} lacks numeric {sorted(keys)}")
-    if not isinstance(data.get("default_budget"), (int, float)):
-        raise ValueError("skip calibration default_budget must be a number")
+    """Raise ValueError naming every problem unless ``data`` is a calibration
+    (adafocus.metadata.SkipCalibration)."""
+    try:
+        SkipCalibration.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError("; ".join(problems(exc, SkipCalibration, "skip_calibration"))) from None
 
 
 def thresholds_for_budget(calibration: dict[str, Any], budget: float | None) -> SkipThresholds:

@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from adafocus.interface import BUILTIN_PREFIX, SKIP_MODES, CheckpointError, resolve_spec
-from adafocus.schema import FieldProblem, Schema, ValidationError, problems
+from adafocus.schema import LISTS_OK, Schema, ValidationError, located, problems
 from stream.ingest.uri import TRANSPORTS, SourceError, mask_uri, parse_source
 from stream.wire.curve import CurveError, load_key_pair
 
@@ -171,7 +171,8 @@ class StreamSection(Schema):
     @model_validator(mode="after")
     def _transport_needs_rtsp(self) -> StreamSection:
         if self.transport != "tcp" and parse_source(self.uri).kind != "rtsp":
-            raise FieldProblem("transport", f"{self.transport!r} only applies to rtsp:// sources")
+            raise located("stream", [(("transport",),
+                                      f"{self.transport!r} only applies to rtsp:// sources")])
         return self
 
     @property
@@ -191,7 +192,7 @@ class IngestSection(Schema):
     @model_validator(mode="after")
     def _backoff_range(self) -> IngestSection:
         if self.backoff_max_s < self.backoff_initial_s:
-            raise FieldProblem("backoff_max_s", "must be >= ingest.backoff_initial_s")
+            raise located("ingest", [(("backoff_max_s",), "must be >= ingest.backoff_initial_s")])
         return self
 
 
@@ -272,13 +273,14 @@ class ShardSection(Schema):
     @model_validator(mode="after")
     def _index_in_range(self) -> ShardSection:
         if self.index >= self.count:
-            raise FieldProblem("index", f"must be < shard.count ({self.count}), got {self.index}")
+            raise located("shard", [(("index",),
+                                     f"must be < shard.count ({self.count}), got {self.index}")])
         return self
 
 
 class PipelineConfig(Schema):
     model: ModelSection = ModelSection()
-    streams: tuple[StreamSection, ...]
+    streams: Annotated[tuple[StreamSection, ...], LISTS_OK]
     ingest: IngestSection = IngestSection()
     worker: WorkerSection = WorkerSection()
     publish: PublishSection = PublishSection()
@@ -295,13 +297,14 @@ class PipelineConfig(Schema):
     @model_validator(mode="after")
     def _unique_ids(self) -> PipelineConfig:
         first: dict[str, int] = {}
+        duplicates = []
         for i, stream in enumerate(self.streams):
             if stream.id in first:
-                raise FieldProblem(
-                    f"streams[{i}].id",
-                    f"duplicate stream id {stream.id!r} (also streams[{first[stream.id]}])",
-                )
-            first[stream.id] = i
+                duplicates.append((("streams", i, "id"), f"duplicate stream id {stream.id!r} "
+                                   f"(also streams[{first[stream.id]}])"))
+            first.setdefault(stream.id, i)
+        if duplicates:
+            raise located("config", duplicates)
         return self
 
 

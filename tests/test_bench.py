@@ -15,8 +15,10 @@ import pytest
 import torch
 
 from adafocus import AdaFocus, CheckpointError, preset, save_checkpoint
-from adafocus.baselines import load_online, save_baseline
-from adafocus.train.baselines import FullFrame
+from adafocus.baselines import save_baseline
+from adafocus.flops import baseline_costs
+from adafocus.loading import load_online
+from adafocus.models import FullFrame
 from stream.bench import analysis
 from stream.bench.media import scene_clips
 
@@ -36,13 +38,13 @@ def test_full_frame_baseline_file_serves_every_frame_through_the_online_api(tmp_
     online = load_online(path, device="cpu")
     results = [online.step(frames(2, seed), ["a", "b"]) for seed in range(3)]
 
-    cost = model.gflops()["full_step"]
+    costs = baseline_costs(model)
     for step in results:
         for r in step:
             assert r.action == "full" and not r.skipped
             assert r.patch == (0.0, 0.0, 1.0, 1.0)  # the whole frame
-            assert r.gflops == pytest.approx(cost)
-            assert r.gflops_full == pytest.approx(model.gflops()["local_full"])
+            assert r.gflops == pytest.approx(costs.full_step)
+            assert r.gflops_full == pytest.approx(costs.local_full)
     with pytest.raises(ValueError, match="skip mode 'off'"):
         load_online(path, device="cpu", skip_mode="confidence", budget=0.3)
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from adafocus import OnlineAdaFocus, load_checkpoint
-from adafocus.checkpoint import resolve_spec
 from adafocus.data.moving_digits import MovingDigitsScene
 from adafocus.evaluate_metrics import frame_accuracy
+from adafocus.interface import resolve_spec
 from adafocus.train.comparisons import compare_path, load_comparisons
 
 FRAMES = 250  # 10 s at 25 fps, a few label changes per stream

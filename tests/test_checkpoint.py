@@ -99,7 +99,7 @@ def test_class_count_mismatches_are_named(saved):
     with pytest.raises(CheckpointError, match="class-count mismatch: checkpoint has 10 classes"):
         load_checkpoint(saved, num_classes=12)
     _rewrite(saved, lambda d: d["class_names"].append("10"))
-    with pytest.raises(CheckpointError, match="class-count mismatch: 11 class_names"):
+    with pytest.raises(CheckpointError, match="class_names: class-count mismatch: 11 class_names"):
         load_checkpoint(saved)
 
 
@@ -122,7 +122,7 @@ def test_input_size_mismatches_are_named(saved):
         d["config"]["glance_size"] = (64, 64)
         from adafocus import component_gflops
         from adafocus.config import config_from_dict
-        d["gflops"] = component_gflops(config_from_dict(d["config"]))
+        d["gflops"] = component_gflops(config_from_dict(d["config"])).as_dict()
 
     _rewrite(saved, bigger_glance)
     with pytest.raises(CheckpointError, match="input-size mismatch: the policy"):
@@ -131,12 +131,13 @@ def test_input_size_mismatches_are_named(saved):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda d: d.update(format="adafocus-stream/0"), "not an adafocus-stream checkpoint"),
-    (lambda d: d.pop("gflops"), r"missing \['gflops'\]"),
-    (lambda d: d["config"].update(policy="v3"), "bad config: AdaFocusConfig.policy"),
-    (lambda d: d["config"].pop("patch_size"), r"bad config: config keys do not match"),
-    (lambda d: d["normalization"].update(std=[0.2, 0.0, 0.2]), "std must be positive"),
-    (lambda d: d["gflops"].update(local=1.0), r"gflops\['local'\]"),
-    (lambda d: d["skip_calibration"].update(version=9), "calibration version"),
+    (lambda d: d.pop("gflops"), "gflops: required key is missing"),
+    (lambda d: d["config"].update(policy="v3"), "config.policy: expected 'v1' or 'v2', got 'v3'"),
+    (lambda d: d["config"].pop("patch_size"), "config.patch_size: required key is missing"),
+    (lambda d: d["normalization"].update(std=[0.2, 0.0, 0.2]),
+     r"normalization.std\[1\]: must be > 0.0, got 0.0"),
+    (lambda d: d["gflops"].update(local=1.0), "gflops.local: 1.0 does not match the config"),
+    (lambda d: d["skip_calibration"].update(version=9), "skip_calibration.version: expected 1"),
     (lambda d: d["state_dict"].pop("classifier.head.bias"), "missing"),
     (lambda d: d["state_dict"].update(extra=torch.zeros(1)), r"unexpected \['extra'\]"),
 ])
@@ -149,7 +150,7 @@ def test_bad_metadata_is_refused_with_a_message_naming_it(saved, edit, message):
 def test_from_checkpoint_rejects_bad_devices_and_skip_settings(saved):
     with pytest.raises(ValueError, match="'auto', 'cpu', 'cuda' or 'cuda:N'"):
         OnlineAdaFocus.from_checkpoint(saved, device="tpu")
-    with pytest.raises(ValueError, match="skip_mode"):
+    with pytest.raises(ValueError, match="skip mode must be one of"):
         OnlineAdaFocus.from_checkpoint(saved, device="cpu", skip_mode="sometimes")
     with pytest.raises(ValueError, match="calibrated budgets"):
         OnlineAdaFocus.from_checkpoint(saved, device="cpu", budget=0.1)
@@ -157,3 +158,19 @@ def test_from_checkpoint_rejects_bad_devices_and_skip_settings(saved):
     with pytest.raises(ValueError, match="no skip calibration"):
         OnlineAdaFocus.from_checkpoint(saved, device="cpu", skip_mode="confidence")
 
+
+
+def test_every_metadata_problem_is_named_at_once_at_its_key(saved):
+    def three_mistakes(d):
+        d["normalization"]["mean"] = [0.5, 0.5]
+        d["class_names"][3] = 3
+        d["notes"] = "hand-edited"
+
+    _rewrite(saved, three_mistakes)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(saved)
+    message = str(err.value)
+    assert "class_names[3]: expected a string, got int" in message
+    assert "normalization.mean[2]: required item is missing" in message
+    assert "notes: unknown key (allowed: config, class_names" in message
+    assert "hand-edited" not in message  # values are never echoed

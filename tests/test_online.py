@@ -1,4 +1,4 @@
-"""OnlineAdaFocus: frame-by-frame equals the offline clip, streams are isolated."""
+"""Online models: frame-by-frame equals the offline clip, streams are isolated."""
 
 import random
 
@@ -14,6 +14,8 @@ from adafocus import (
     normalize_frames,
     preset,
 )
+from adafocus.baselines import OnlineBaseline
+from adafocus.models import FullFrame, GlanceOnly
 
 NAMES = [str(i) for i in range(10)]
 
@@ -113,8 +115,8 @@ def test_streams_join_reset_and_leave_at_any_time():
     runner.drop("cam")  # idempotent
     assert runner.streams == ["new"]
     result = runner.step(frames[2:3], ["new"])[0]
-    assert result.gflops == pytest.approx(runner.gflops["full_step"])
-    assert result.gflops_full == pytest.approx(runner.gflops["local_full"])
+    assert result.gflops == pytest.approx(runner.costs.full_step)
+    assert result.gflops_full == pytest.approx(runner.costs.local_full)
     assert result.label == NAMES[result.class_id] and len(result.topk) == 3
 
 
@@ -137,3 +139,23 @@ def test_bad_frames_ids_and_devices_fail_with_clear_errors():
         with pytest.raises(ValueError, match="CUDA is not available"):
             OnlineAdaFocus(lively_model("v1"), NAMES, IMAGENET_NORMALIZATION,
                            component_gflops(preset("tiny")), device="cuda:0")
+
+
+@pytest.mark.parametrize("kind", [GlanceOnly, FullFrame])
+def test_a_baseline_stepped_frame_by_frame_gives_its_offline_clip_logits(kind):
+    torch.manual_seed(0)
+    model = kind(preset("tiny")).eval()
+    runner = OnlineBaseline(model, NAMES, IMAGENET_NORMALIZATION, device="cpu", top_k=3)
+    clips = np.stack([clip(1, 5), clip(2, 5)])
+    x = runner.to_input(torch.from_numpy(clips).flatten(0, 1)).unflatten(0, (2, 5))
+    with torch.no_grad():
+        offline = model.forward_clip(x)
+    for t in range(5):
+        results = runner.step(clips[:, t], ["a", "b"])
+        for b, stream in enumerate(["a", "b"]):
+            torch.testing.assert_close(runner.logits(stream), offline[b, t], atol=1e-4,
+                                       rtol=1e-4)
+            assert results[b].patch == (0.0, 0.0, 1.0, 1.0)  # the whole frame
+            assert results[b].gflops == pytest.approx(runner.costs.full_step)
+    runner.reset("a")
+    assert runner.streams == ["b"]

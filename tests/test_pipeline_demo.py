@@ -18,7 +18,7 @@ DURATION_S = 20
 
 
 def trained_digits_model() -> bool:
-    from adafocus.checkpoint import BUILTIN_DIR
+    from adafocus.interface import BUILTIN_DIR
 
     return (BUILTIN_DIR / "digits.pt").is_file()
 

@@ -51,7 +51,7 @@ def test_identical_frames_cost_at_most_a_glance_except_the_guaranteed_refreshes(
     actions = [r.action for r in results]
     full = [t for t, a in enumerate(actions) if a == "full"]
     assert full == list(range(0, 40, MAX_SPAN))  # first frame + one refresh per span
-    glance_cost = online.gflops["skip_signal"] + online.gflops["glance"]
+    glance_cost = online.costs.skip_signal + online.costs.glance
     cheap = [r for r in results if r.gflops <= glance_cost]
     assert len(cheap) == 40 - len(full)
     assert all(r.label == results[0].label and r.skipped for r in results[1:MAX_SPAN])
@@ -74,7 +74,7 @@ def test_calibration_meets_each_budget_and_the_online_run_follows_it():
     cuts = [scene(s) for s in range(6)]
     validation = [online.record_signals(np.concatenate(
         [noisy(cuts[(k + i) % 6], 10, 10 * k + i) for i in range(4)])) for k in range(2)]
-    calibration = calibrate(validation, [0.25, 0.5, 0.9], online.gflops, max_span=MAX_SPAN)
+    calibration = calibrate(validation, [0.25, 0.5, 0.9], online.costs, max_span=MAX_SPAN)
     costs = [e["cost"] for e in calibration["entries"]]
     assert all(e["met"] and e["cost"] <= e["budget"] for e in calibration["entries"])
     assert costs == sorted(costs)
@@ -83,7 +83,7 @@ def test_calibration_meets_each_budget_and_the_online_run_follows_it():
     online.skip = thresholds
     stream = np.concatenate([noisy(cuts[i], 10, 100 + i) for i in (0, 1, 2, 3)])
     results = [online.step(f[None], ["cam"])[0] for f in stream]
-    spent = sum(r.gflops for r in results) / (len(results) * online.gflops["full_step"])
+    spent = sum(r.gflops for r in results) / (len(results) * online.costs.full_step)
     print(f"calibrated budget 0.5: replayed {costs[1]:.3f}, online {spent:.3f}")
     assert spent <= 0.5 + 0.05
 
@@ -99,8 +99,8 @@ def test_calibration_on_synthetic_signals_trades_compute_for_agreement():
             thumbs=centres[labels] + rng.normal(0, 0.5, (120, 768)),
             glance=glances[labels] + rng.normal(0, 0.01, (120, 32)),
             confidence=np.full(120, 0.9), predictions=labels))
-    gflops = component_gflops(preset("tiny"))
-    calibration = calibrate(streams, [0.05, 0.2, 0.5], gflops, max_span=10)
+    costs = component_gflops(preset("tiny"))
+    calibration = calibrate(streams, [0.05, 0.2, 0.5], costs, max_span=10)
     low, mid, high = calibration["entries"]
     assert not low["met"]  # refreshing every 10 frames alone costs more than 5%
     assert mid["met"] and mid["cost"] <= 0.2 and mid["agreement"] == pytest.approx(1.0)

@@ -10,15 +10,16 @@ from adafocus.train.config import model_config
 
 
 @pytest.mark.parametrize(("raw", "message"), [
-    ({"v1": {"ppo": {"clip": 2.0}}}, "v1.ppo.clip: must be in (0, 1), got 2.0"),
-    ({"data": {"batch_size": "16"}}, "data.batch_size: expected an integer, got '16'"),
+    ({"v1": {"ppo": {"clip": 2.0}}}, "v1.ppo.clip: must be < 1.0, got 2.0"),
+    ({"data": {"batch_size": "16"}}, "data.batch_size: expected an integer, got str"),
     ({"data": {"sorce": "moving_digits"}}, "data.sorce: unknown key"),
     ({"data": {"source": "folder"}}, "data.root: is required when data.source is folder"),
-    ({"calibration": {"budgets": [0.3, 1.5]}}, "calibration.budgets: every budget must be in"),
-    ({"model": {"overrides": {"patch_sise": 32}}}, "model: unknown AdaFocusConfig fields"),
-    ({"model": {"overrides": {"patch_size": 4096}}}, "patch_size: 4096 does not fit"),
-    ({"ship": "v3"}, "ship: must be best, v1 or v2"),
-    ({"v2": {"train": {"steps": -1}}}, "v2.train.steps: must be >= 0"),
+    ({"calibration": {"budgets": [0.3, 1.5]}}, "calibration.budgets[1]: must be <= 1.0, got 1.5"),
+    ({"model": {"overrides": {"patch_sise": 32}}}, "model.overrides.patch_sise: unknown key"),
+    ({"model": {"overrides": {"patch_size": 4096}}},
+     "model.overrides.patch_size: 4096 does not fit"),
+    ({"ship": "v3"}, "ship: expected 'best', 'v1' or 'v2', got 'v3'"),
+    ({"v2": {"train": {"steps": -1}}}, "v2.train.steps: must be >= 0, got -1"),
     ({"data": {"source": "folder", "root": "x"}, "pretrain": {"steps": 10}},
      "pretrain.steps: must be 0 unless data.source is moving_digits"),
 ])
@@ -26,6 +27,38 @@ def test_bad_values_are_rejected_with_the_key_path(raw, message):
     with pytest.raises(TrainConfigError) as err:
         parse_train_config(raw)
     assert message in str(err.value)
+
+
+def test_a_config_with_three_mistakes_reports_all_three_at_their_keys():
+    with pytest.raises(TrainConfigError) as err:
+        parse_train_config({"data": {"batch_size": 0, "gap_mode": "sometimes"},
+                            "v2": {"train": {"lr": "fast"}}})
+    assert str(err.value).split("; ") == [
+        "data.gap_mode: expected 'fixed' or 'random', got 'sometimes'",
+        "data.batch_size: must be >= 1, got 0",
+        "v2.train.lr: expected a number, got str",
+    ]
+
+
+def test_relations_between_keys_are_reported_together_at_their_keys():
+    with pytest.raises(TrainConfigError) as err:
+        parse_train_config({"data": {"source": "folder", "root": "videos"},
+                            "pretrain": {"steps": 10}, "boxes": {"steps": 5},
+                            "model": {"overrides": {"patch_size": 4096}}})
+    assert str(err.value).split("; ") == [
+        "model.overrides.patch_size: 4096 does not fit in frame (128, 128)",
+        "pretrain.steps: must be 0 unless data.source is moving_digits (only it knows where "
+        "objects are)",
+        "boxes.steps: must be 0 unless data.source is moving_digits (only it knows the boxes)",
+    ]
+
+
+def test_defaults_are_frozen_and_a_bare_section_takes_them():
+    cfg = parse_train_config({"pretrain": None, "v1": {"ppo": None}})
+    assert cfg == parse_train_config({})
+    assert cfg.v1.finetune.lr == 3e-4 and cfg.calibration.budgets == (0.2, 0.3, 0.5)
+    with pytest.raises(ValueError, match="frozen"):
+        cfg.v1.ppo.clip = 0.5
 
 
 def test_shipped_config_is_valid_and_overrides_become_model_fields():
@@ -53,5 +86,5 @@ def test_cli_train_reports_a_bad_config_without_a_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "stream.cli", "train", str(bad)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
-    assert "v1.ppo.gamma: must be in [0, 1], got 1.5" in proc.stderr
+    assert "v1.ppo.gamma: must be <= 1.0, got 1.5" in proc.stderr
     assert "Traceback" not in proc.stderr

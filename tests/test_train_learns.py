@@ -10,9 +10,8 @@ import torch
 from adafocus.checkpoint import IMAGENET_NORMALIZATION
 from adafocus.config import preset
 from adafocus.data.streams import SequenceDataset
-from adafocus.models import AdaFocus
+from adafocus.models import AdaFocus, GlanceOnly
 from adafocus.train import load_train_config, parse_train_config, train
-from adafocus.train.baselines import GlanceOnly
 from adafocus.train.config import PPOSection, StageSection, V2Section
 from adafocus.train.data import sequences, to_batch
 from adafocus.train.loop import StageContext

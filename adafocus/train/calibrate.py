@@ -11,8 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from adafocus.interface import Costs
 from adafocus.models import AdaFocus
-from adafocus.online import normalize_frames
+from adafocus.runtime import normalize_frames
 from adafocus.skip import StreamSignals, calibrate, frame_thumbnails
 
 
@@ -22,6 +23,14 @@ def clip_logits(model: nn.Module, frames: torch.Tensor, patch_source: str = "pol
     if isinstance(model, AdaFocus):
         return model.forward_clip(frames, patch_source).logits
     return model.forward_clip(frames)
+
+
+def glance_pooled(model: nn.Module, frames: torch.Tensor) -> torch.Tensor:
+    """The pooled features whose change the online runner's glance decision reads:
+    f_G's for AdaFocus, the backbone's for a baseline."""
+    if isinstance(model, AdaFocus):
+        return model.glance_features(frames)[1]
+    return model.features(frames)
 
 
 @torch.no_grad()
@@ -40,7 +49,7 @@ def record_signals(model: nn.Module, frames: np.ndarray, normalization: dict[str
         u8 = torch.from_numpy(frames[start:start + chunk]).to(device)
         x = normalize_frames(u8, mean, std)
         probs = clip_logits(model, x, patch_source).float().softmax(-1)
-        pooled = model.glance_features(x.flatten(0, 1))[1].float().unflatten(0, x.shape[:2])
+        pooled = glance_pooled(model, x.flatten(0, 1)).float().unflatten(0, x.shape[:2])
         thumbs = frame_thumbnails(u8.flatten(0, 1)).unflatten(0, x.shape[:2])
         conf, pred = probs.max(-1)
         for n in range(len(u8)):
@@ -52,7 +61,7 @@ def record_signals(model: nn.Module, frames: np.ndarray, normalization: dict[str
 
 def calibrate_model(model: nn.Module, frames: np.ndarray, labels: np.ndarray,
                     normalization: dict[str, list[float]], device: torch.device,
-                    gflops: dict[str, float], budgets: tuple[float, ...],
+                    costs: Costs, budgets: tuple[float, ...],
                     patch_source: str = "policy", max_span: int = 8) -> dict:
     """{"calibration": skip calibration (plain data), "accuracy": every-frame accuracy}."""
     signals, predictions = record_signals(model, frames, normalization, device, patch_source)
@@ -60,6 +69,6 @@ def calibrate_model(model: nn.Module, frames: np.ndarray, labels: np.ndarray,
     acc = float((predictions == labels)[mask].mean()) if mask.any() else 0.0
     budgets_list = sorted(budgets)
     default = 0.3 if 0.3 in budgets_list else None
-    calibration = calibrate(signals, budgets_list, gflops, max_span=max_span,
+    calibration = calibrate(signals, budgets_list, costs, max_span=max_span,
                             default_budget=default)
     return {"calibration": calibration, "accuracy": acc}

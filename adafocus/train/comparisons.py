@@ -10,7 +10,7 @@ Methods of the table and the weights each one runs:
 
 | method      | weights                               | patch source |
 |-------------|---------------------------------------|--------------|
-| glance_only | GlanceOnly (f_G + head)               | -            |
+| glance_only | GlanceOnly (f_G + f_C)                | -            |
 | full_frame  | FullFrame (f_L on the whole frame)    | -            |
 | center      | V1 after stage 1 (random-patch model) | centre       |
 | random      | V1 after stage 1 (random-patch model) | random       |
@@ -19,20 +19,24 @@ Methods of the table and the weights each one runs:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from torch import nn
 
-from adafocus.checkpoint import CheckpointError, atomic_save, resolve_spec
-from adafocus.config import config_from_dict, config_to_dict
-from adafocus.flops import component_gflops
+from adafocus.checkpoint import atomic_save
+from adafocus.config import AdaFocusConfig, config_from_dict, config_to_dict
+from adafocus.flops import baseline_costs, component_gflops
+from adafocus.interface import CheckpointError, Costs, resolve_spec
 from adafocus.models import AdaFocus
+from adafocus.models.baselines import BASELINES, build_baseline
+from adafocus.schema import problems
 from adafocus.skip import validate_calibration
-from adafocus.train.baselines import BASELINE_KINDS, build_baseline
 
 COMPARE_FORMAT = "adafocus-stream-compare/1"
 METHODS: dict[str, tuple[str, str]] = {  # method -> (model name, patch source)
@@ -47,13 +51,13 @@ METHODS: dict[str, tuple[str, str]] = {  # method -> (model name, patch source)
 
 @dataclass
 class Method:
-    """One row of the comparison: a model, how it picks patches, its compute table,
+    """One row of the comparison: a model, how it picks patches, its costs,
     its skip calibration and its every-frame validation accuracy."""
 
     name: str
     model: nn.Module
     patch_source: str
-    gflops: dict[str, float]
+    costs: Costs
     calibration: dict[str, Any] | None
     val_accuracy: float | None = None
 
@@ -64,14 +68,14 @@ def compare_path(checkpoint: str | os.PathLike) -> Path:
     return path.with_name(f"{path.stem}.compare.pt")
 
 
-def method_gflops(model: nn.Module, patch_source: str) -> dict[str, float]:
-    """Per-frame compute table; random/centre patches need no policy step."""
+def method_costs(model: nn.Module, patch_source: str) -> Costs:
+    """Per-frame compute; random/centre patches need no policy step."""
     if not isinstance(model, AdaFocus):
-        return model.gflops()
-    table = component_gflops(model.config)
+        return baseline_costs(model)
+    costs = component_gflops(model.config)
     if patch_source != "policy":
-        table = {**table, "full_step": table["full_step"] - table["policy"], "policy": 0.0}
-    return table
+        costs = dataclasses.replace(costs, full_step=costs.full_step - costs.policy, policy=0.0)
+    return costs
 
 
 def model_kind(model: nn.Module) -> str:
@@ -113,11 +117,15 @@ def load_comparisons(path: str | os.PathLike) -> tuple[str, dict[str, Method]]:
     models: dict[str, nn.Module] = {}
     try:
         for name, entry in blob["models"].items():
-            config = config_from_dict(entry["config"])
+            try:
+                config = config_from_dict(entry["config"])
+            except ValidationError as exc:
+                raise ValueError("; ".join(problems(exc, AdaFocusConfig, f"models.{name}.config"))
+                                 ) from None
             kind = entry["kind"]
             if kind == "adafocus":
                 model: nn.Module = AdaFocus(config)
-            elif kind in BASELINE_KINDS:
+            elif kind in BASELINES:
                 model = build_baseline(kind, config)
             else:
                 raise ValueError(f"unknown model kind {kind!r}")
@@ -132,7 +140,7 @@ def load_comparisons(path: str | os.PathLike) -> tuple[str, dict[str, Method]]:
             if info["calibration"] is not None:
                 validate_calibration(info["calibration"])
             model = models[model_name]
-            methods[method] = Method(method, model, source, method_gflops(model, source),
+            methods[method] = Method(method, model, source, method_costs(model, source),
                                      info["calibration"], info["accuracy"])
     except (KeyError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: bad comparison file ({exc})") from None

@@ -1,39 +1,64 @@
 """Training configuration: one YAML file, validated up front.
 
 A typo in a config must fail before minutes of training, with the key path and
-the problem in the message ("v1.ppo.clip: must be in (0, 1), got 2.0"), so the
-schema is a tree of frozen dataclasses and unknown keys are errors.
+the problem in the message ("v1.ppo.clip: must be < 1, got 2.0"), so the schema
+is a tree of frozen Schema models (adafocus.schema): unknown keys are errors,
+scalars are strict, and every problem of a file is reported at once, relations
+between keys included (each at its own key). A section left bare in YAML
+(``pretrain:``) takes its defaults.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from adafocus.config import AdaFocusConfig, preset
+from adafocus.config import PRESET_NAMES, AdaFocusConfig, preset
+from adafocus.schema import LISTS_OK, Schema, causes, located, problems
+
+Count = Annotated[int, Field(ge=1)]
+Steps = Annotated[int, Field(ge=0)]
+Rate = Annotated[float, Field(gt=0)]
+Decay = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
 class TrainConfigError(ValueError):
-    """A train config that cannot be used; the message names the key and the problem."""
+    """A train config that cannot be used; the message names each key and its problem."""
 
 
-@dataclass(frozen=True)
-class ModelSection:
+class Section(Schema):
+    """A section of the train config; a bare key (YAML null) means all defaults."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_key_takes_defaults(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+class ModelSection(Section):
     """Which AdaFocus to build: a preset plus field overrides of AdaFocusConfig."""
 
-    preset: str = "tiny"
-    overrides: dict[str, Any] = field(default_factory=dict)
+    preset: Literal[PRESET_NAMES] = "tiny"
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _builds_a_model(self) -> ModelSection:
+        """The overrides must make a valid AdaFocusConfig (each problem at its key)."""
+        try:
+            preset(self.preset, **{**self.overrides, "policy": "v1"})
+        except ValidationError as exc:
+            raise located("ModelSection", [(("overrides", *loc), message)
+                                           for loc, message in causes(exc, AdaFocusConfig)]
+                          ) from None
+        return self
 
 
-@dataclass(frozen=True)
-class DataSection:
+class DataSection(Section):
     """Causal training sequences, sampled like the pipeline sees a stream.
 
     `source` is "moving_digits" (synthetic scenes; `train_scenes` seeds of the
@@ -45,72 +70,72 @@ class DataSection:
     of the sequences cross a label change.
     """
 
-    source: str = "moving_digits"
+    source: Literal["moving_digits", "folder"] = "moving_digits"
     root: str | None = None
-    train_scenes: int = 1000
-    val_scenes: int = 100
-    fps: float = 25.0
-    seq_len: int = 16
-    max_gap: int = 4
-    gap_mode: str = "random"
-    change_fraction: float = 0.5
-    batch_size: int = 32
+    train_scenes: Count = 1000
+    val_scenes: Count = 100
+    fps: Rate = 25.0
+    seq_len: Annotated[int, Field(ge=2)] = 16
+    max_gap: Count = 4
+    gap_mode: Literal["fixed", "random"] = "random"
+    change_fraction: Fraction = 0.5
+    batch_size: Count = 32
+
+    @model_validator(mode="after")
+    def _folder_needs_a_root(self) -> DataSection:
+        if self.source == "folder" and not self.root:
+            raise located("DataSection", [(("root",), "is required when data.source is folder")])
+        return self
 
 
-@dataclass(frozen=True)
-class StageSection:
+class StageSection(Section):
     """One supervised stage: Adam for `steps` batches with cosine decay."""
 
-    steps: int = 300
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
+    steps: Steps = 300
+    lr: Rate = 1e-3
+    weight_decay: Decay = 1e-4
 
 
-@dataclass(frozen=True)
-class PPOSection:
+class PPOSection(Section):
     """Stage 2 of AdaFocus V1 (reference values as defaults)."""
 
-    steps: int = 300
-    lr: float = 3e-4
-    clip: float = 0.2
-    value_coef: float = 0.5
-    entropy_coef: float = 0.01
-    gamma: float = 0.7
-    epochs: int = 1
+    steps: Steps = 300
+    lr: Rate = 3e-4
+    clip: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    value_coef: Decay = 0.5
+    entropy_coef: Decay = 0.01
+    gamma: Fraction = 0.7
+    epochs: Count = 1
 
 
-@dataclass(frozen=True)
-class V1Section:
+class V1Section(Section):
     """AdaFocus V1's three stages (stage 1 also gives the random/centre-patch model)."""
 
-    warmup: StageSection = field(default_factory=StageSection)
-    ppo: PPOSection = field(default_factory=PPOSection)
-    finetune: StageSection = field(default_factory=lambda: StageSection(lr=3e-4))
+    warmup: StageSection = Field(default_factory=StageSection)
+    ppo: PPOSection = Field(default_factory=PPOSection)
+    finetune: StageSection = Field(default_factory=lambda: StageSection(lr=3e-4))
 
 
-@dataclass(frozen=True)
-class V2Section:
+class V2Section(Section):
     """AdaFocusV2 end to end; LR multipliers from the reference."""
 
-    train: StageSection = field(default_factory=StageSection)
-    lr_glance: float = 0.5
-    lr_policy: float = 0.1
-    lr_classifier: float = 5.0
+    train: StageSection = Field(default_factory=StageSection)
+    lr_glance: Rate = 0.5
+    lr_policy: Rate = 0.1
+    lr_classifier: Rate = 5.0
 
 
-@dataclass(frozen=True)
-class PretrainSection:
+class PretrainSection(Section):
     """f_L on patches around the digit (moving digits only; steps 0 to skip)."""
 
-    steps: int = 300
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 64
-    jitter: int = 8
+    steps: Steps = 300
+    lr: Rate = 2e-3
+    weight_decay: Decay = 1e-4
+    batch_size: Count = 64
+    jitter: Steps = 8
 
 
-@dataclass(frozen=True)
-class BoxWarmupSection:
+class BoxWarmupSection(Section):
     """Supervised warm starts from the scene's digit boxes: a DEPARTURE from both
     papers, which learn where to look from the classification signal alone. From a
     uniform start that signal is too weak for a CPU budget (V1's PPO reward is ~0
@@ -129,57 +154,83 @@ class BoxWarmupSection:
     The papers' stages (V1 PPO with its reward, V2 end to end) then run on top.
     """
 
-    glance_steps: int = 0
-    steps: int = 0
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 64
-    oracle_fraction: float = 0.5
+    glance_steps: Steps = 0
+    steps: Steps = 0
+    lr: Rate = 1e-3
+    weight_decay: Decay = 1e-4
+    batch_size: Count = 64
+    oracle_fraction: Fraction = 0.5
 
 
-@dataclass(frozen=True)
-class BaselineSection:
+class BaselineSection(Section):
     """Comparison networks trained in the same command, for `eval`; also stage 0
     (they initialise f_G and f_L of V1 and V2)."""
 
-    glance: StageSection = field(default_factory=StageSection)
-    full: StageSection = field(default_factory=StageSection)
+    glance: StageSection = Field(default_factory=StageSection)
+    full: StageSection = Field(default_factory=StageSection)
 
 
-@dataclass(frozen=True)
-class CalibrationSection:
+class CalibrationSection(Section):
     """Skip thresholds fitted per compute budget on `sequences` validation sequences."""
 
-    budgets: tuple[float, ...] = (0.2, 0.3, 0.5)
-    sequences: int = 64
-    seq_len: int = 64
+    budgets: Annotated[tuple[Annotated[float, Field(gt=0, le=1)], ...], LISTS_OK,
+                       Field(min_length=1)] = (0.2, 0.3, 0.5)
+    sequences: Count = 64
+    seq_len: Annotated[int, Field(ge=2)] = 64
 
 
-@dataclass(frozen=True)
-class OutputSection:
+class OutputSection(Section):
     """Where the checkpoint goes and how often resumable state is written."""
 
-    checkpoint: str = "runs/adafocus.pt"
+    checkpoint: Annotated[str, Field(min_length=1)] = "runs/adafocus.pt"
     state_dir: str | None = None  # default: <checkpoint>.state/
-    save_every: int = 100
+    save_every: Count = 100
 
 
-@dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Schema):
     """Everything `adafocus-stream train` needs; `ship` picks the variant saved as the
     main model ("best" = higher validation accuracy of V1 and V2)."""
 
     seed: int = 0
-    model: ModelSection = field(default_factory=ModelSection)
-    data: DataSection = field(default_factory=DataSection)
-    pretrain: PretrainSection = field(default_factory=PretrainSection)
-    boxes: BoxWarmupSection = field(default_factory=BoxWarmupSection)
-    v1: V1Section = field(default_factory=V1Section)
-    v2: V2Section = field(default_factory=V2Section)
-    baselines: BaselineSection = field(default_factory=BaselineSection)
-    calibration: CalibrationSection = field(default_factory=CalibrationSection)
-    output: OutputSection = field(default_factory=OutputSection)
-    ship: str = "best"
+    model: ModelSection = Field(default_factory=ModelSection)
+    data: DataSection = Field(default_factory=DataSection)
+    pretrain: PretrainSection = Field(default_factory=PretrainSection)
+    boxes: BoxWarmupSection = Field(default_factory=BoxWarmupSection)
+    v1: V1Section = Field(default_factory=V1Section)
+    v2: V2Section = Field(default_factory=V2Section)
+    baselines: BaselineSection = Field(default_factory=BaselineSection)
+    calibration: CalibrationSection = Field(default_factory=CalibrationSection)
+    output: OutputSection = Field(default_factory=OutputSection)
+    ship: Literal["best", "v1", "v2"] = "best"
+
+    @field_validator("pretrain")
+    @classmethod
+    def _pretrain_needs_object_boxes(cls, pretrain: PretrainSection, info: ValidationInfo
+                                     ) -> PretrainSection:
+        if pretrain.steps and not _knows_boxes(info):
+            raise located("TrainConfig", [(("steps",), "must be 0 unless data.source is "
+                                           "moving_digits (only it knows where objects are)")])
+        return pretrain
+
+    @field_validator("boxes")
+    @classmethod
+    def _box_warmups_need_boxes(cls, boxes: BoxWarmupSection, info: ValidationInfo
+                                ) -> BoxWarmupSection:
+        found = [((key,), "must be 0 unless data.source is moving_digits (only it knows "
+                          "the boxes)")
+                 for key in ("glance_steps", "steps") if getattr(boxes, key)]
+        if found and not _knows_boxes(info):
+            raise located("TrainConfig", found)
+        return boxes
+
+
+def _knows_boxes(info: ValidationInfo) -> bool:
+    """Whether the data source knows object boxes; True when data.source is itself
+    invalid (that problem is reported at its own key)."""
+    data = info.data.get("data")
+    return data is None or data.source == "moving_digits"
+
+
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
@@ -201,10 +252,12 @@ def load_train_config(path: str | Path) -> TrainConfig:
 
 
 def parse_train_config(raw: Mapping[str, Any]) -> TrainConfig:
-    """Build a TrainConfig from plain data, raising TrainConfigError on the first problem."""
-    cfg = _build(TrainConfig, raw, "")
-    _validate(cfg)
-    return cfg
+    """Build a TrainConfig from plain data, raising TrainConfigError naming every
+    problem at its key."""
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise TrainConfigError("; ".join(problems(exc, TrainConfig))) from None
 
 
 def to_dict(cfg: TrainConfig) -> dict[str, Any]:
@@ -215,129 +268,9 @@ def to_dict(cfg: TrainConfig) -> dict[str, Any]:
         if isinstance(x, dict):
             return {k: plain(v) for k, v in x.items()}
         return x
-    return plain(dataclasses.asdict(cfg))
-
-
-def _build(cls: type, raw: Any, where: str) -> Any:
-    if not isinstance(raw, Mapping):
-        raise TrainConfigError(f"{where or 'config'}: expected a mapping, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        key = f"{where}.{unknown[0]}" if where else str(unknown[0])
-        raise TrainConfigError(f"{key}: unknown key (expected one of {', '.join(sorted(names))})")
-    values = {}
-    for name, value in raw.items():
-        key = f"{where}.{name}" if where else name
-        values[name] = _coerce(hints[name], value, key)
-    return cls(**values)
-
-
-def _coerce(tp: Any, value: Any, key: str) -> Any:
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, {} if value is None else value, key)
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(inner, value, key)
-    if origin is tuple:
-        if not isinstance(value, list | tuple) or not value:
-            raise TrainConfigError(f"{key}: expected a non-empty list, got {value!r}")
-        return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise TrainConfigError(f"{key}: expected a mapping, got {value!r}")
-        return dict(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise TrainConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TrainConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TrainConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise TrainConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported config type {tp!r} at {key}")  # schema bug, not user input
-
-
-def _check(ok: bool, key: str, problem: str, value: Any) -> None:
-    if not ok:
-        raise TrainConfigError(f"{key}: {problem}, got {value!r}")
+    return plain(cfg.model_dump())
 
 
 def model_config(cfg: TrainConfig, policy: str) -> AdaFocusConfig:
-    """The AdaFocusConfig of the run's V1 or V2 model (YAML lists become tuples)."""
-    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.model.overrides.items()}
-    return preset(cfg.model.preset, **{**overrides, "policy": policy})
-
-
-def _validate(cfg: TrainConfig) -> None:
-    try:
-        model_config(cfg, "v1")
-    except (ValueError, TypeError) as exc:
-        raise TrainConfigError(f"model: {exc}") from None
-    d = cfg.data
-    _check(d.source in ("moving_digits", "folder"), "data.source",
-           "must be moving_digits or folder", d.source)
-    _check(d.source != "folder" or bool(d.root), "data.root",
-           "is required when data.source is folder", d.root)
-    for name in ("train_scenes", "val_scenes", "seq_len", "batch_size"):
-        _check(getattr(d, name) >= 1, f"data.{name}", "must be >= 1", getattr(d, name))
-    _check(d.fps > 0, "data.fps", "must be > 0", d.fps)
-    _check(d.max_gap >= 1, "data.max_gap", "must be >= 1 frame", d.max_gap)
-    _check(d.gap_mode in ("fixed", "random"), "data.gap_mode", "must be fixed or random",
-           d.gap_mode)
-    _check(0 <= d.change_fraction <= 1, "data.change_fraction", "must be in [0, 1]",
-           d.change_fraction)
-    _check(d.seq_len >= 2, "data.seq_len", "must be >= 2", d.seq_len)
-    stages = {"pretrain": cfg.pretrain, "v1.warmup": cfg.v1.warmup, "v1.finetune": cfg.v1.finetune,
-              "v2.train": cfg.v2.train, "baselines.glance": cfg.baselines.glance,
-              "baselines.full": cfg.baselines.full}
-    for key, st in stages.items():
-        _check(st.steps >= 0, f"{key}.steps", "must be >= 0", st.steps)
-        _check(st.lr > 0, f"{key}.lr", "must be > 0", st.lr)
-        _check(st.weight_decay >= 0, f"{key}.weight_decay", "must be >= 0", st.weight_decay)
-    _check(cfg.pretrain.batch_size >= 1 and cfg.pretrain.jitter >= 0, "pretrain",
-           "needs batch_size >= 1 and jitter >= 0",
-           (cfg.pretrain.batch_size, cfg.pretrain.jitter))
-    _check(cfg.pretrain.steps == 0 or d.source == "moving_digits", "pretrain.steps",
-           "must be 0 unless data.source is moving_digits (only it knows where objects are)",
-           cfg.pretrain.steps)
-    b = cfg.boxes
-    _check(b.glance_steps >= 0 and b.steps >= 0 and b.lr > 0 and b.weight_decay >= 0
-           and b.batch_size >= 1, "boxes",
-           "needs steps >= 0, lr > 0, weight_decay >= 0, batch_size >= 1",
-           (b.glance_steps, b.steps, b.lr, b.weight_decay, b.batch_size))
-    _check(0 <= b.oracle_fraction <= 1, "boxes.oracle_fraction", "must be in [0, 1]",
-           b.oracle_fraction)
-    _check(b.glance_steps + b.steps == 0 or d.source == "moving_digits", "boxes",
-           "steps must be 0 unless data.source is moving_digits (only it knows the boxes)",
-           (b.glance_steps, b.steps))
-    p = cfg.v1.ppo
-    _check(p.steps >= 0, "v1.ppo.steps", "must be >= 0", p.steps)
-    _check(p.lr > 0, "v1.ppo.lr", "must be > 0", p.lr)
-    _check(0 < p.clip < 1, "v1.ppo.clip", "must be in (0, 1)", p.clip)
-    _check(0 <= p.gamma <= 1, "v1.ppo.gamma", "must be in [0, 1]", p.gamma)
-    _check(p.epochs >= 1, "v1.ppo.epochs", "must be >= 1", p.epochs)
-    _check(p.value_coef >= 0 and p.entropy_coef >= 0, "v1.ppo",
-           "value_coef and entropy_coef must be >= 0", (p.value_coef, p.entropy_coef))
-    for name in ("lr_glance", "lr_policy", "lr_classifier"):
-        _check(getattr(cfg.v2, name) > 0, f"v2.{name}", "must be > 0", getattr(cfg.v2, name))
-    c = cfg.calibration
-    _check(all(0 < b <= 1 for b in c.budgets), "calibration.budgets",
-           "every budget must be in (0, 1]", c.budgets)
-    _check(c.sequences >= 1 and c.seq_len >= 2, "calibration",
-           "needs sequences >= 1 and seq_len >= 2", (c.sequences, c.seq_len))
-    _check(cfg.output.save_every >= 1, "output.save_every", "must be >= 1", cfg.output.save_every)
-    _check(bool(cfg.output.checkpoint), "output.checkpoint", "must be a path", "")
-    _check(cfg.ship in ("best", "v1", "v2"), "ship", "must be best, v1 or v2", cfg.ship)
+    """The AdaFocusConfig of the run's V1 or V2 model."""
+    return preset(cfg.model.preset, **{**cfg.model.overrides, "policy": policy})

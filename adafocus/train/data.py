@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from adafocus.data.streams import DigitsSource, FolderSource, SequenceDataset
-from adafocus.online import normalize_frames
+from adafocus.runtime import normalize_frames
 from adafocus.train.config import DataSection
 from adafocus.train.loop import Batch
 

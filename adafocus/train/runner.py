@@ -13,13 +13,18 @@ import torch
 
 from adafocus.checkpoint import IMAGENET_NORMALIZATION, save_checkpoint
 from adafocus.data.streams import SequenceDataset
-from adafocus.models import AdaFocus
-from adafocus.online import resolve_device
+from adafocus.models import AdaFocus, FullFrame, GlanceOnly
+from adafocus.runtime import resolve_device
 from adafocus.train import stages
-from adafocus.train.baselines import FullFrame, GlanceOnly
 from adafocus.train.calibrate import calibrate_model
-from adafocus.train.comparisons import METHODS, method_gflops, save_comparisons
-from adafocus.train.config import StageSection, TrainConfig, model_config, to_dict
+from adafocus.train.comparisons import METHODS, method_costs, save_comparisons
+from adafocus.train.config import (
+    BoxWarmupSection,
+    StageSection,
+    TrainConfig,
+    model_config,
+    to_dict,
+)
 from adafocus.train.data import (
     batch_sampler,
     box_sequence_sampler,
@@ -90,7 +95,7 @@ def train(cfg: TrainConfig, *, device: str = "cpu", output: str | Path | None = 
         frames = dataclasses.replace(ctx, sample=box_sequence_sampler(
             train_source, 1, 1, b.batch_size, cfg.seed + 1, dev, NORMALIZATION))
         stages.pretrain_glance(frames, models["v1"], models["glance_locator"],
-                               dataclasses.replace(_stage(b), steps=b.glance_steps))
+                               _stage(b, b.glance_steps))
         glance_init = models["v1"].glance
     stages.train_baseline(ctx, "baseline.glance", models["glance_only"], cfg.baselines.glance,
                           init_from=glance_init)
@@ -101,7 +106,7 @@ def train(cfg: TrainConfig, *, device: str = "cpu", output: str | Path | None = 
         models["random_patch"].load_state_dict(models["v1"].state_dict())
         run.finish("v1.snapshot", {})
     if b.steps:
-        stages.box_warmup(boxes, "v1.boxes", models["v1"], _stage(b), b.oracle_fraction)
+        stages.box_warmup(boxes, "v1.boxes", models["v1"], _stage(b, b.steps), b.oracle_fraction)
     stages.v1_ppo(ctx, models["v1"], cfg.v1.ppo)
     stages.v1_finetune(ctx, models["v1"], cfg.v1.finetune)
     if not run.is_done("v2.init"):  # f_G, f_L, f_C from stage 1; the policy is new
@@ -110,7 +115,7 @@ def train(cfg: TrainConfig, *, device: str = "cpu", output: str | Path | None = 
         models["v2"].load_state_dict(state, strict=False)
         run.finish("v2.init", {})
     if b.steps:
-        stages.box_warmup(boxes, "v2.boxes", models["v2"], _stage(b), b.oracle_fraction)
+        stages.box_warmup(boxes, "v2.boxes", models["v2"], _stage(b, b.steps), b.oracle_fraction)
     stages.v2_train(ctx, models["v2"], None, cfg.v2)
 
     results = _calibrate_all(cfg, run, models, val_source, dev, log)
@@ -134,9 +139,9 @@ def train(cfg: TrainConfig, *, device: str = "cpu", output: str | Path | None = 
     return TrainResult(checkpoint, compare, shipped, seconds, dict(run.done))
 
 
-def _stage(b) -> StageSection:
-    """The box warm starts' optimiser settings as a stage section."""
-    return StageSection(steps=b.steps, lr=b.lr, weight_decay=b.weight_decay)
+def _stage(b: BoxWarmupSection, steps: int) -> StageSection:
+    """A box warm start's optimiser settings as a stage section of ``steps`` steps."""
+    return StageSection(steps=steps, lr=b.lr, weight_decay=b.weight_decay)
 
 
 def _calibrate_all(cfg: TrainConfig, run: RunState, models: dict[str, torch.nn.Module],
@@ -153,7 +158,7 @@ def _calibrate_all(cfg: TrainConfig, run: RunState, models: dict[str, torch.nn.M
         model = models[name]
         seed_step(cfg.seed, f"calibration.{method}", 0)
         results[method] = calibrate_model(model, frames, labels, NORMALIZATION, dev,
-                                          method_gflops(model, source), c.budgets, source)
+                                          method_costs(model, source), c.budgets, source)
         log(f"calibrated {method}: every-frame validation accuracy "
             f"{results[method]['accuracy']:.3f}")
     run.finish("calibration", results)

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from adafocus.models import AdaFocus
 from adafocus.models.adafocus import Focus
-from adafocus.train.baselines import _Baseline
+from adafocus.models.baselines import RecurrentBaseline
 from adafocus.train.config import PPOSection, StageSection, V2Section
 from adafocus.train.loop import Batch, StageContext, Update, run_stage, trainable
 from adafocus.train.ppo import discounted_returns, normalise, ppo_loss
@@ -74,7 +74,7 @@ def pretrain_local(ctx: StageContext, model: AdaFocus, section: StageSection
                      [{"params": trainable(model.local, model.local_head)}], step)
 
 
-def train_baseline(ctx: StageContext, name: str, model: _Baseline,
+def train_baseline(ctx: StageContext, name: str, model: RecurrentBaseline,
                    section: StageSection, init_from: nn.Module | None = None
                    ) -> dict[str, float]:
     """`init_from`: a backbone whose weights start this baseline's (f_L pretraining)."""
@@ -92,7 +92,7 @@ def train_baseline(ctx: StageContext, name: str, model: _Baseline,
     return run_stage(ctx, name, section, [{"params": trainable(model)}], step, on_start=start)
 
 
-def v1_warmup(ctx: StageContext, model: AdaFocus, glance: _Baseline,
+def v1_warmup(ctx: StageContext, model: AdaFocus, glance: RecurrentBaseline,
               section: StageSection) -> dict[str, float]:
     """f_G from the glance-only baseline (frozen); f_L as pretrained."""
     def start() -> None:

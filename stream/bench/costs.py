@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from types import SimpleNamespace
 
 import numpy as np
 import zmq
 
+from adafocus.interface import StepResult
 from stream.bench.analysis import FrameCosts
 from stream.ring import FrameRing, ring_name
 from stream.wire.messages import label_frames
@@ -49,9 +49,9 @@ def _ring(height: int, width: int, frames: int) -> tuple[float, float]:
 def _publish(frames: int) -> float:
     """label_frames + send_nowait, as the worker does per result (the receiving
     side drains in between so the queue never fills)."""
-    result = SimpleNamespace(label="3", class_id=3, score=0.9, skipped=False,
-                             topk=[(str(k), 0.1) for k in range(5)],
-                             patch=(0.1, 0.2, 0.4, 0.5), gflops=0.03, gflops_full=0.17)
+    result = StepResult(class_id=3, label="3", score=0.9, topk=[(str(k), 0.1) for k in range(5)],
+                        patch=(0.1, 0.2, 0.4, 0.5), skipped=False, action="full", gflops=0.03,
+                        gflops_full=0.17)
     context = zmq.Context()
     endpoint = f"inproc://bench-costs-{uuid.uuid4().hex}"
     pull = context.socket(zmq.PULL)

@@ -91,7 +91,7 @@ def _preset_variants(cache_dir: Path, name: str, adafocus_file: Path, trained: b
     baseline_file, baseline_trained, baseline_accuracy = _baseline(cache_dir, name, source,
                                                                    ckpt, digest, log)
     size = tuple(ckpt.config.frame_size)
-    full = ckpt.gflops["local_full"]
+    full = ckpt.costs.local_full
     common = {"preset": name, "frame_size": size, "gflops_full": full}
     return [
         Variant(method="full_frame", model_file=str(baseline_file), skip_mode="off",
@@ -110,7 +110,7 @@ def _baseline(cache_dir: Path, name: str, source: Path | None, ckpt, digest: str
     import torch
 
     from adafocus.baselines import save_baseline
-    from adafocus.train.baselines import FullFrame
+    from adafocus.models import FullFrame
     from adafocus.train.comparisons import compare_path, load_comparisons
 
     compare = compare_path(source) if source is not None else None

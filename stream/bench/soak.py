@@ -196,7 +196,7 @@ def model_section(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     section = {"device": args.device, "skip": {"mode": args.skip_mode}}
     if args.checkpoint:
         return {**section, "checkpoint": args.checkpoint}
-    from adafocus.checkpoint import BUILTIN_DIR
+    from adafocus.interface import BUILTIN_DIR
 
     if (BUILTIN_DIR / "digits.pt").is_file():
         return {**section, "checkpoint": "builtin:digits"}

@@ -28,8 +28,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from adafocus.checkpoint import CheckpointError
     from adafocus.evaluate import EvalSettings, evaluate
+    from adafocus.interface import CheckpointError
 
     if args.streams < 1 or args.seconds <= 0 or args.fps <= 0:
         print("adafocus-stream eval: --streams, --seconds and --fps must be positive",

@@ -24,7 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from adafocus.online import resolve_device
+    from adafocus.runtime import resolve_device
     from adafocus.train import ResumeError, TrainConfigError, load_train_config, train
 
     try:

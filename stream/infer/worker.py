@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 import zmq
 
+from adafocus.interface import CheckpointError, OnlineModel  # torch-free
 from stream.config import ModelSection, WorkerSection
 from stream.exitcodes import EXIT_MODEL_ERROR
 from stream.metrics import PipelineMetrics
@@ -78,7 +79,7 @@ class InferenceWorker:
 
     def __init__(
         self,
-        model: Any,
+        model: OnlineModel,
         max_batch: int,
         publish: Callable[[list[bytes]], bool],
         metrics: PipelineMetrics,
@@ -248,8 +249,8 @@ def run_worker(
 
     torch.set_num_threads(worker_section.threads)
 
-    from adafocus import CheckpointError  # the model library, in the child only
-    from adafocus.baselines import load_online  # an AdaFocus checkpoint or a baseline file
+    # the model library and PyTorch, in the child only
+    from adafocus.loading import load_online  # an AdaFocus checkpoint or a baseline file
 
     skip_on = model_section.skip_mode != "off"
     try:
@@ -269,7 +270,7 @@ def run_worker(
             {
                 "frame_size": tuple(model.frame_size),
                 "class_names": list(model.class_names),
-                "device": str(model.device),
+                "device": model.device,
             },
         )
     )

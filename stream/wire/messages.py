@@ -8,10 +8,12 @@ so the schema lives in one place.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any
 
 import msgpack
+
+from adafocus.interface import StepResult  # torch-free: the publisher never loads PyTorch
 
 SCHEMA_VERSION = 1
 LABEL_PREFIX = "label."
@@ -77,26 +79,12 @@ def decode(frames: list[bytes]) -> tuple[str, dict[str, Any]]:
     return kind, payload
 
 
-class StepResultLike(Protocol):
-    """What `label_frames` needs from adafocus.StepResult (kept structural so this
-    module does not import the model library and its PyTorch)."""
-
-    label: str
-    class_id: int
-    score: float
-    topk: Sequence[tuple[str, float]]
-    patch: tuple[float, float, float, float] | None
-    skipped: bool
-    gflops: float
-    gflops_full: float
-
-
 def label_frames(
     stream_id: str,
     seq: int,
     pts: float | None,
     t_capture: float,
-    result: StepResultLike,
+    result: StepResult,
     truth: str | None = None,
 ) -> list[bytes]:
     """A ready-to-send `label.<stream>` message (schema v1, CONTRACTS.md), stamped `t_publish`

@@ -1,0 +1,397 @@
+"""What every online model shares: a device, uint8 frames in, per-stream recurrent
+state, adaptive skipping, results out.
+
+An online model (``OnlineAdaFocus``, ``OnlineBaseline``) keeps each stream's
+recurrent state and advances only the streams it is given, one frame each, in a
+single batched call. Streams join (first step) and leave (``drop``) at any time; a
+stream's results never depend on which other streams share its batch.
+
+:class:`OnlineRunner` does all of that once. A model only says how its network
+runs, in two parts (see :meth:`OnlineRunner._glance` and :meth:`OnlineRunner._full`):
+a cheap per-frame look whose pooled features tell whether the frame changed, and
+the rest of a full step. That split is what adaptive skipping (adafocus.skip)
+needs: "skip" runs nothing, "glance" only the first part, "full" both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from adafocus.interface import Action, Costs, StepResult
+from adafocus.models.fusion import fold_batchnorm
+from adafocus.skip import (
+    SkipThresholds,
+    StreamSignals,
+    frame_thumbnails,
+    glance_change,
+    may_carry,
+    pixel_change,
+)
+
+Hidden = tuple[torch.Tensor, ...]
+_WHOLE_FRAME = (0.0, 0.0, 1.0, 1.0)
+
+
+def resolve_device(spec: str | torch.device) -> torch.device:
+    """"auto" | "cpu" | "cuda" | "cuda:N" -> torch.device, or a ValueError saying why not."""
+    text = str(spec)
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    if text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {text!r} requested but CUDA is not available here")
+        device = torch.device(text)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {text!r}: only {torch.cuda.device_count()} CUDA device(s)")
+        return device
+    raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {text!r}")
+
+
+def normalize_frames(frames: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 (..., H, W, 3) -> float (..., 3, H, W), (x / 255 - mean) / std.
+
+    The one place frames become model input, used online and for offline clips, so
+    both see identical numbers. The result is a channels-last view of the (..., H, W,
+    3) buffer. The arithmetic runs on rows of W * 3 interleaved values, with scale
+    and shift repeated W times: with the 3 channels as the innermost dimension the
+    elementwise kernels cannot vectorise (about 10x slower on CPU).
+    """
+    width = frames.shape[-2]
+    x = frames.to(torch.float32, memory_format=torch.contiguous_format)
+    rows = x.view(*x.shape[:-2], width * 3)
+    rows.mul_((1.0 / (255.0 * std)).repeat(width)).sub_((mean / std).repeat(width))
+    return x.movedim(-1, -3)
+
+
+def inference_copy(model: nn.Module, device: torch.device,
+                   dtype: torch.dtype | None = None) -> nn.Module:
+    """A private eval-mode copy of ``model`` for fast inference on ``device``.
+
+    Copying leaves the caller's module (which may still be training) untouched.
+    BatchNorm is folded into the layer before it (adafocus.models.fusion), the layout
+    is channels_last and, when ``dtype`` is given (the autocast dtype), floating
+    weights are cast once here instead of by autocast on every call.
+    """
+    clone = copy.deepcopy(model).eval().requires_grad_(False)
+    fold_batchnorm(clone)
+    return clone.to(device=device, dtype=dtype, memory_format=torch.channels_last)
+
+
+@dataclass
+class StreamState:
+    """One stream: its recurrent state and what skipping compares against."""
+
+    hidden: Hidden  # the model's recurrent state, one row per part, on the device
+    result: StepResult | None = None  # the label of the last full step
+    logits: torch.Tensor | None = None  # float32 CPU logits behind ``result``
+    thumb: torch.Tensor | None = None  # reference thumbnail (last full frame)
+    glance: torch.Tensor | None = None  # reference pooled glance features, model device
+    since_full: int = 0
+
+
+class OnlineRunner:
+    """Per-stream recurrent inference with optional adaptive frame skipping.
+
+    ``skip`` thresholds (None = every frame in full) come from a calibration
+    (adafocus.skip). On CUDA the model runs under autocast (bf16 where supported,
+    else fp16); recurrent states are kept in float32.
+
+    ``self.model`` is a private inference copy of the given model (see
+    :func:`inference_copy`), so the caller's module is never moved, cast or modified.
+    """
+
+    def __init__(self, model: nn.Module, class_names: Sequence[str],
+                 normalization: dict[str, list[float]], costs: Costs, *,
+                 device: str | torch.device = "auto", skip: SkipThresholds | None = None,
+                 top_k: int = 5, amp: bool | None = None) -> None:
+        if len(class_names) != model.config.num_classes:
+            raise ValueError(f"{len(class_names)} class names for a "
+                             f"{model.config.num_classes}-class model")
+        self._device = resolve_device(device)
+        self._cuda = self._device.type == "cuda"
+        use_amp = self._cuda if amp is None else amp
+        if use_amp and not self._cuda:
+            raise ValueError("amp (autocast fp16/bf16) is only used on CUDA")
+        self._amp_dtype = None
+        if use_amp:
+            self._amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported()
+                               else torch.float16)
+        self.config = model.config
+        self.model = inference_copy(model, self._device, self._amp_dtype)
+        self._class_names = list(class_names)
+        self._mean = torch.tensor(normalization["mean"], dtype=torch.float32, device=self._device)
+        self._std = torch.tensor(normalization["std"], dtype=torch.float32, device=self._device)
+        self.costs = costs
+        self.skip = skip
+        self.top_k = max(1, min(top_k, len(class_names)))
+        self._states: dict[Hashable, StreamState] = {}
+        self._staging: torch.Tensor | None = None  # pinned host buffer for uploads (CUDA)
+        # recorded after each upload from the buffer; waited on before refilling it
+        self._staging_free = torch.cuda.Event() if self._cuda else None
+
+    # ---- what a model defines ------------------------------------------------------
+
+    def _initial_hidden(self) -> Hidden:
+        """A new stream's recurrent state: one row (no batch dimension) per part."""
+        raise NotImplementedError
+
+    def _glance(self, x: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        """The cheap look at input frames (N, 3, H, W): (whatever the full step needs
+        from it, pooled features (N, D) whose change decides "glance" vs "full")."""
+        raise NotImplementedError
+
+    def _full(self, x: torch.Tensor, glance: Any, pooled: torch.Tensor, hidden: Hidden
+              ) -> tuple[torch.Tensor, torch.Tensor | None, Hidden]:
+        """The rest of a full step on the rows that need it: (logits (N, K), the
+        normalised boxes (N, 4) looked at, None for the whole frame, new hidden)."""
+        raise NotImplementedError
+
+    # ---- public state --------------------------------------------------------------
+
+    @property
+    def device(self) -> str:
+        """Where the model runs, e.g. "cpu" or "cuda:0"."""
+        return str(self._device)
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(H, W) of the uint8 RGB frames step() expects."""
+        return tuple(self.config.frame_size)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self._class_names)
+
+    @property
+    def streams(self) -> list[Hashable]:
+        """Ids of the streams holding state."""
+        return list(self._states)
+
+    def drop(self, stream_id: Hashable) -> None:
+        """Release a stream that left. Idempotent."""
+        self._states.pop(stream_id, None)
+
+    def reset(self, stream_id: Hashable) -> None:
+        """Forget a stream's history (e.g. after a reconnect). A stream's state is made
+        on its first step, so forgetting it is dropping it. Idempotent."""
+        self.drop(stream_id)
+
+    def logits(self, stream_id: Hashable) -> torch.Tensor:
+        """Float32 CPU logits (K,) behind the stream's current label."""
+        state = self._states.get(stream_id)
+        if state is None or state.logits is None:
+            raise KeyError(f"stream {stream_id!r} has no result yet")
+        return state.logits.clone()
+
+    def to_input(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, H, W, 3) tensor -> normalised float (N, 3, H, W) on the model's device
+        in channels_last (non-blocking upload from CPU to CUDA, see _upload)."""
+        x = normalize_frames(self._upload(frames), self._mean, self._std)
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The autocast context the model runs under (none on CPU)."""
+        if self._amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self._amp_dtype)
+
+    @torch.inference_mode()
+    def record_signals(self, frames: np.ndarray | torch.Tensor) -> StreamSignals:
+        """Run one stream's frames (T, H, W, 3) in full (no skipping, a private stream)
+        and record what skip calibration needs (adafocus.skip.calibrate)."""
+        saved, self.skip = self.skip, None
+        key = object()
+        thumbs, glance, confidence, predictions = [], [], [], []
+        try:
+            for frame in frames:
+                frame = self._check_frames(frame[None], [key])
+                result = self.step(frame, [key])[0]
+                thumbs.append(frame_thumbnails(frame)[0].cpu())
+                glance.append(self._states[key].glance.cpu())
+                confidence.append(result.score)
+                predictions.append(result.class_id)
+        finally:
+            self.skip = saved
+            self.drop(key)
+        return StreamSignals(thumbs=torch.stack(thumbs).numpy(),
+                             glance=torch.stack(glance).numpy(),
+                             confidence=np.array(confidence), predictions=np.array(predictions))
+
+    # ---- the step ------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def step(self, frames: np.ndarray | torch.Tensor, stream_ids: Sequence[Hashable]
+             ) -> list[StepResult]:
+        """Advance the given streams by one frame each.
+
+        frames: uint8 RGB (B, H, W, 3), numpy or tensor (any device), row i belonging
+        to ``stream_ids[i]``. New ids start a stream. Returns one StepResult per row.
+
+        Without skipping the step never waits for the device until its single
+        device->host copy of all results at the end; with skipping, deciding which
+        rows need the full model after the glance costs one more wait.
+        """
+        frames = self._check_frames(frames, stream_ids)
+        if not stream_ids:
+            return []
+        states = [self._states.get(i) or StreamState(self._initial_hidden())
+                  for i in stream_ids]
+        for stream_id, state in zip(stream_ids, states, strict=True):
+            self._states[stream_id] = state
+            state.since_full += 1
+        actions: list[Action] = ["full"] * len(states)
+        thumbs = None
+        if self.skip is not None:
+            thumbs = frame_thumbnails(frames)
+            refs = torch.stack([s.thumb.to(t.device) if s.thumb is not None else t
+                                for s, t in zip(states, thumbs, strict=True)])
+            carry = self._may_carry(states, pixel_change(thumbs, refs), self.skip.pixel_change)
+            actions = ["skip" if c else "full" for c in carry]
+
+        run = [i for i, action in enumerate(actions) if action != "skip"]
+        if run:
+            self._run(frames, run, states, actions, thumbs)
+        return [self._result(state, action) for state, action in zip(states, actions, strict=True)]
+
+    def _may_carry(self, states: list[StreamState], change: torch.Tensor,
+                   change_max: float) -> list[bool]:
+        """May these streams keep their last label (never one without a label yet)?
+        Decided on the host: the per-stream confidences and counters live there, and
+        the decision is needed there, so ``change`` crosses once."""
+        confidence = np.array([s.result.score if s.result else -1.0 for s in states], np.float32)
+        since = np.array([s.since_full for s in states])
+        labelled = np.array([s.result is not None for s in states])
+        carry = may_carry(change.float().cpu().numpy(), change_max, confidence,
+                          self.skip.confidence, since, self.skip.max_span)
+        return (carry & labelled).tolist()
+
+    def _run(self, frames: torch.Tensor, run: list[int], states: list[StreamState],
+             actions: list[Action], thumbs: torch.Tensor | None) -> None:
+        """The glance on the non-skipped rows, the full step on the rows that need it;
+        updates the states of the fully processed streams."""
+        if len(run) < len(states):
+            frames = frames[torch.tensor(run, device=frames.device)]
+        x = self.to_input(frames)
+        with self.autocast():
+            glance, pooled = self._glance(x)
+            full = list(range(len(run)))
+            if self.skip is not None:
+                g_float = pooled.float()
+                refs = torch.stack([states[i].glance if states[i].glance is not None else g
+                                    for i, g in zip(run, g_float, strict=True)])
+                carry = self._may_carry([states[i] for i in run], glance_change(g_float, refs),
+                                        self.skip.glance_change)
+                for j, i in enumerate(run):
+                    if carry[j]:
+                        actions[i] = "glance"
+                full = [j for j in range(len(run)) if not carry[j]]
+                if not full:
+                    return
+                if len(full) < len(run):
+                    sel = torch.tensor(full, device=self._device)
+                    x, glance, pooled = x[sel], _rows(glance, sel), pooled[sel]
+            full_states = [states[run[j]] for j in full]
+            hidden = tuple(torch.stack(part) for part in zip(*(s.hidden for s in full_states),
+                                                             strict=True))
+            logits, boxes, hidden = self._full(x, glance, pooled, hidden)
+        self._store(full_states, [run[j] for j in full], thumbs, logits.float(),
+                    None if boxes is None else boxes.float(), tuple(h.float() for h in hidden),
+                    pooled.float())
+
+    def _store(self, states: list[StreamState], rows: list[int], thumbs: torch.Tensor | None,
+               logits: torch.Tensor, boxes: torch.Tensor | None, hidden: Hidden,
+               pooled: torch.Tensor) -> None:
+        """Keep the new recurrent states (on the device) and build the results from ONE
+        device->host copy: softmax and top-k run batched on the device, and the host
+        reads plain Python numbers instead of running small tensor ops per stream."""
+        num_classes, k = self.config.num_classes, self.top_k
+        top = logits.softmax(-1).topk(k)
+        parts = [logits, top.values, top.indices.float()] + ([] if boxes is None else [boxes])
+        host = torch.cat(parts, dim=1).cpu()
+        names = self._class_names
+        # unbind: all per-stream views in one call instead of one indexing op per stream
+        for state, values, logit_row, pooled_row, *hidden_rows in zip(
+                states, host.tolist(), host[:, :num_classes].unbind(), pooled.unbind(),
+                *(h.unbind() for h in hidden), strict=True):
+            scores = values[num_classes:num_classes + k]
+            classes = [int(c) for c in values[num_classes + k:num_classes + 2 * k]]
+            patch = tuple(values[num_classes + 2 * k:]) if boxes is not None else _WHOLE_FRAME
+            state.hidden, state.glance, state.logits = tuple(hidden_rows), pooled_row, logit_row
+            state.result = StepResult(
+                class_id=classes[0], label=names[classes[0]], score=scores[0],
+                topk=[(names[c], p) for c, p in zip(classes, scores, strict=True)],
+                patch=patch, skipped=False, action="full", gflops=self.costs.full_step,
+                gflops_full=self.costs.local_full)
+            state.since_full = 0
+        if thumbs is not None:
+            for state, row in zip(states, rows, strict=True):
+                state.thumb = thumbs[row]
+
+    def _result(self, state: StreamState, action: Action) -> StepResult:
+        signal = self.costs.skip_signal if self.skip is not None else 0.0
+        if action == "full":
+            return replace(state.result, gflops=signal + self.costs.full_step)
+        cost = signal + (self.costs.glance if action == "glance" else 0.0)
+        return replace(state.result, patch=None, skipped=True, action=action, gflops=cost)
+
+    # ---- frames in -----------------------------------------------------------------
+
+    def _check_frames(self, frames: np.ndarray | torch.Tensor, stream_ids: Sequence[Hashable]
+                      ) -> torch.Tensor:
+        if isinstance(frames, np.ndarray):
+            frames = torch.from_numpy(np.ascontiguousarray(frames))
+        if not isinstance(frames, torch.Tensor):
+            raise TypeError(f"frames must be a numpy array or tensor, got {type(frames).__name__}")
+        height, width = self.frame_size
+        if frames.dtype != torch.uint8 or frames.dim() != 4 or tuple(frames.shape[1:]) != (
+                height, width, 3):
+            raise ValueError(f"frames must be uint8 RGB (B, {height}, {width}, 3), got "
+                             f"{frames.dtype} {tuple(frames.shape)}")
+        if len(stream_ids) != frames.shape[0]:
+            raise ValueError(f"{frames.shape[0]} frames but {len(stream_ids)} stream ids")
+        if len(set(stream_ids)) != len(stream_ids):
+            raise ValueError("a stream can advance only one frame per step: duplicate ids in "
+                             f"{list(stream_ids)}")
+        return frames
+
+    def _upload(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames -> the model's device, as uint8 (4x fewer bytes than float).
+
+        From CPU to CUDA the rows go through one persistent pinned buffer (grown to the
+        next power of two when a batch needs more) and one non-blocking copy: pinning a
+        fresh tensor every step (pin_memory) costs milliseconds. The buffer is refilled
+        only once the previous upload from it has finished (a CUDA event; by then it has
+        normally long finished, because each step copies its results back).
+        """
+        if not (self._cuda and frames.device.type == "cpu"):
+            return frames.to(self._device)
+        count = frames.shape[0]
+        if (self._staging is None or self._staging.shape[0] < count
+                or self._staging.shape[1:] != frames.shape[1:]):
+            # a replaced buffer stays reserved until its pending copy is done (torch's
+            # pinned-memory allocator records the copy), so only refills must wait
+            rows = 1 << max(count - 1, 0).bit_length()
+            self._staging = torch.empty((rows, *frames.shape[1:]), dtype=torch.uint8,
+                                        pin_memory=True)
+        else:
+            self._staging_free.synchronize()
+        staged = self._staging[:count]
+        staged.copy_(frames)
+        uploaded = staged.to(self._device, non_blocking=True)
+        self._staging_free.record(torch.cuda.current_stream(self._device))
+        return uploaded
+
+
+def _rows(glance: Any, sel: torch.Tensor) -> Any:
+    """The selected rows of what ``_glance`` passes on (a tensor, or None)."""
+    return None if glance is None else glance[sel]
