@@ -1,4 +1,4 @@
-"""Checkpoint files (CONTRACTS.md "Checkpoints"): one torch.save'd dict of tensors
+"""Checkpoint files (README.md "Contracts: checkpoints"): one torch.save'd dict of tensors
 and plain data, loaded with ``weights_only=True`` so nothing but plain data is ever
 unpickled, and validated (adafocus.metadata, every problem at its key) before a
 model is built::

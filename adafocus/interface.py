@@ -2,7 +2,7 @@
 
 The service (``stream/``) knows a model only through this module: it loads one with
 ``adafocus.loading.load_online``, drives it as an :class:`OnlineModel`, publishes
-the fields of each :class:`StepResult` (CONTRACTS.md "Result messages") and checks
+the fields of each :class:`StepResult` (README.md "Contracts: result messages") and checks
 its configuration against :data:`SKIP_MODES` and :func:`resolve_spec` before any
 model is loaded. So everything a server and the library must agree on is written
 once, here.
@@ -39,7 +39,7 @@ class CheckpointError(ValueError):
 
 @dataclass(frozen=True)
 class StepResult:
-    """The running label of one stream after one frame (CONTRACTS.md "Result messages").
+    """The running label of one stream after one frame (README.md "Contracts: result messages").
 
     ``action`` is one of :data:`ACTIONS`; ``skipped`` is true for both carried-over
     actions ("skip", "glance"), whose ``patch`` is None. ``patch`` is the normalised
@@ -63,8 +63,8 @@ class StepResult:
 class Costs:
     """GFLOPs (GMACs, see adafocus.flops) per frame of each part of a model.
 
-    Checkpoints store it as a plain dict under "gflops" (CONTRACTS.md
-    "Checkpoints"); :meth:`from_dict` and :meth:`as_dict` convert.
+    Checkpoints store it as a plain dict under "gflops" (README.md "Contracts:
+    checkpoints"); :meth:`from_dict` and :meth:`as_dict` convert.
     """
 
     skip_signal: float

@@ -1,4 +1,4 @@
-"""The plain-data part of the model files, as schemas (CONTRACTS.md "Checkpoints").
+"""The plain-data part of the model files, as schemas (README.md "Contracts: checkpoints").
 
 A checkpoint (adafocus.checkpoint) and a baseline file (adafocus.baselines) are
 ``torch.save``'d dicts: tensors under "state_dict", plain data everywhere else.

@@ -10,7 +10,7 @@ pydantic); the sections are also what the children receive, so no setting is
 mirrored into a second class. URIs may carry credentials: they are accepted, but
 no message and no `repr` shows them other than through `mask_uri`.
 
-The keys and their meaning are documented in CONTRACTS.md ("Configuration").
+The keys and their meaning are documented in README.md ("Contracts: configuration").
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests use: GStreamer's RTSP server (the real
-# RTSP camera the tests talk to), ffmpeg (encodes the H.264 test clips) and
-# Prometheus (scrapes a live pipeline in the deploy tests). Only as root with
-# apt-get; elsewhere it names what is missing and leaves the decision to the tests.
+# RTSP camera the tests talk to), ffmpeg (encodes the H.264 test clips),
+# Prometheus (scrapes a live pipeline in the deploy tests) and kubectl (renders the
+# Kustomize manifests with the real kustomize). Only as root with apt-get;
+# elsewhere it names what is missing and leaves the decision to the tests.
 set -euo pipefail
 packages=(
   ffmpeg
@@ -15,6 +16,7 @@ packages=(
   gstreamer1.0-plugins-ugly
   gstreamer1.0-libav
   prometheus
+  kubectl
 )
 missing=()
 for p in "${packages[@]}"; do

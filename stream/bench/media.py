@@ -5,8 +5,8 @@ Why files and not `synthetic://digits`: the bench measures what users run, and
 their cameras arrive compressed, so every frame pays a real H.264 decode in the
 producer (PyAV, the same code path as an RTSP camera or a file). Results carry
 the frame's `pts`; `frame index = round(pts * fps)` looks up the ground truth in
-the sidecar, so accuracy needs nothing from the pipeline beyond the DESIGN.md
-message.
+the sidecar, so accuracy needs nothing from the pipeline beyond the label
+message (README.md "Contracts: result messages").
 
 The cache key holds everything the pixels depend on (seed, split, size, rate,
 length, encoder settings and the scene's source code), so a changed scene

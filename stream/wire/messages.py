@@ -1,4 +1,5 @@
-"""The wire format of results and events (DESIGN.md, version 1).
+"""The wire format of results and events, version 1 (README.md, "Contracts: result
+messages").
 
 Multipart `[topic, payload]`: topic `label.<stream>` or `event.<stream>`,
 payload one msgpack map. Publishers and subscribers both go through this module
@@ -87,8 +88,8 @@ def label_frames(
     result: StepResult,
     truth: str | None = None,
 ) -> list[bytes]:
-    """A ready-to-send `label.<stream>` message (schema v1, CONTRACTS.md), stamped `t_publish`
-    now. `truth` (the ground-truth class name, known for synthetic cameras) is
+    """A ready-to-send `label.<stream>` message (schema v1, README.md "Contracts:
+    result messages"), stamped `t_publish` now. `truth` (the ground-truth class name, known for synthetic cameras) is
     added only when given."""
     payload: dict[str, Any] = {
         "v": SCHEMA_VERSION,

@@ -18,13 +18,19 @@ from pathlib import Path
 import pytest
 import yaml
 import zmq.auth
-from conftest import wait_until
-from live_pipeline import Process, tiny_checkpoint
-from pipeline_harness import RunningPipeline, metric, orphaned_rings, pipeline_config
 
 from stream.config import parse_config
 from stream.ring import ring_bytes, shared_memory_free
 from stream.serve.supervisor import warn_if_exposed
+from tests.support.net import wait_until
+from tests.support.pipeline import (
+    Pipeline,
+    metric,
+    orphaned_rings,
+    pipeline_config,
+    tiny_checkpoint,
+)
+from tests.support.processes import Process
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +96,7 @@ def test_a_second_pipeline_on_the_same_ports_leaves_the_first_untouched(
     checkpoint: str, tmp_path: Path
 ) -> None:
     config = pipeline_config(checkpoint, synthetic(1))
-    first = RunningPipeline(tmp_path, config)
+    first = Pipeline(tmp_path, config)
     try:
         first.collector.wait_labels("s-000", timeout=60)
         files_before = sorted(p.name for p in first.metrics_dir.iterdir())
@@ -112,22 +118,21 @@ def test_the_run_folder_of_a_killed_supervisor_is_swept_at_the_next_start(
     checkpoint: str, tmp_path: Path
 ) -> None:
     config = pipeline_config(checkpoint, synthetic(1))
-    killed = RunningPipeline(tmp_path, config)
+    killed = Pipeline(tmp_path, config)
     try:
         killed.collector.wait_labels("s-000", timeout=60)
         run_folder = next(Path(tempfile.gettempdir()).glob(f"adafocus-{killed.pid}-*"))
         metrics_folder = killed.metrics_dir
-        os.killpg(killed.pid, signal.SIGKILL)
-        killed.process.proc.wait(10)
+        killed.kill_group()  # SIGKILL: nothing gets to clean up
     finally:
         killed.close()
     assert run_folder.exists() and metrics_folder.exists()
     config = pipeline_config(checkpoint, synthetic(1))
-    again = RunningPipeline(tmp_path, config)
+    again = Pipeline(tmp_path, config)
     try:
         again.collector.wait_labels("s-000", timeout=60)
         assert not run_folder.exists() and not metrics_folder.exists()
-        assert "removed 1 run folder(s) left by dead supervisors" in again.log()
+        assert "removed 1 run folder(s) left by dead supervisors" in again.log_text()
     finally:
         again.close()
 
@@ -184,16 +189,16 @@ def test_passwords_with_slashes_hashes_or_questions_never_print(
 
 def test_a_reload_with_a_bad_uri_logs_no_password(checkpoint: str, tmp_path: Path) -> None:
     config = pipeline_config(checkpoint, synthetic(1))
-    running = RunningPipeline(tmp_path, config)
+    running = Pipeline(tmp_path, config)
     try:
         running.collector.wait_labels("s-000", timeout=60)
         broken = {"id": "cam", "uri": f"rtsp://viewer:{PASSWORD}@10.0.0.5:99999/cam"}
         running.write_config({**config, "streams": [*config["streams"], broken]})
         running.signal(signal.SIGHUP)
-        wait_until(lambda: "reload failed" in running.log(), 30, "the failed reload")
-        assert "viewer:***@" in running.log()
+        wait_until(lambda: "reload failed" in running.log_text(), 30, "the failed reload")
+        assert "viewer:***@" in running.log_text()
         for fragment in (PASSWORD, "Pa/ss", "w?rd"):
-            assert fragment not in running.log()
+            assert fragment not in running.log_text()
     finally:
         running.close()
 

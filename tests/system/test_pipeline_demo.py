@@ -9,8 +9,9 @@ import subprocess
 import sys
 
 import pytest
-from live_pipeline import free_port, tiny_checkpoint
-from pipeline_harness import orphaned_rings
+
+from tests.support.net import free_port
+from tests.support.pipeline import orphaned_rings, tiny_checkpoint
 
 pytestmark = pytest.mark.slow
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import signal
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -17,17 +18,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from live_pipeline import (
-    Pipeline,
-    Process,
-    free_port,
-    http_get,
-    sweep_shared_memory,
-    tiny_checkpoint,
-    write_config,
-)
 from prometheus_client.parser import text_string_to_metric_families
-from test_deploy_manifests import (
+
+from tests.support.deploy import (
     DASHBOARD,
     K8S,
     PROMETHEUS,
@@ -35,6 +28,9 @@ from test_deploy_manifests import (
     kustomize_resources,
     metric_names_used,
 )
+from tests.support.net import free_port, http_get, wait_until
+from tests.support.pipeline import Pipeline, pipeline_config, sweep_shared_memory, tiny_checkpoint
+from tests.support.processes import Process
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -79,15 +75,12 @@ def test_prometheus_scrapes_the_pipeline_and_the_dashboard_queries_have_data(
     prometheus_bin = shutil.which("prometheus")
     if prometheus_bin is None:
         pytest.fail("prometheus is not installed: run tests/system-deps.sh")
-    metrics_port = free_port()
-    config = write_config(
-        tmp_path / "pipeline.yaml",
+    config = pipeline_config(
         tiny_checkpoint(tmp_path),
         [{"id": f"cam-{i}", "uri": f"synthetic://digits?fps=15&seed={i}"} for i in (1, 2)],
-        pub_port=free_port(),
-        metrics_port=metrics_port,
     )
-    pipeline = Pipeline(config, tmp_path, "pipeline")
+    metrics_port = int(config["metrics"]["bind"].rsplit(":", 1)[1])
+    pipeline = Pipeline(tmp_path, config, collect=False)
     processes.append(pipeline)
 
     web = f"127.0.0.1:{free_port()}"
@@ -125,7 +118,7 @@ def test_prometheus_scrapes_the_pipeline_and_the_dashboard_queries_have_data(
     assert 0 <= float(tick_age["value"][1]) < 10, tick_age
     _, body = http_get(f"{base}/api/v1/rules")
     rules = [r for g in json.loads(body)["data"]["groups"] for r in g["rules"]]
-    assert len(rules) == 4 and all(r["health"] == "ok" for r in rules), rules
+    assert len(rules) == 5 and all(r["health"] == "ok" for r in rules), rules
 
     # The Kubernetes liveness probe's path answers 200 on this live pipeline.
     (worker,) = by_kind(kustomize_resources(K8S / "base"), "StatefulSet")
@@ -141,3 +134,13 @@ def test_prometheus_scrapes_the_pipeline_and_the_dashboard_queries_have_data(
     }
     missing = metric_names_used() - live
     assert not missing, f"named in the dashboard/alerts but absent from /metrics: {sorted(missing)}"
+
+    # A real start, a reload and a stop, evaluated every second: no alert was ever
+    # even pending (ALERTS holds a sample for every pending or firing alert).
+    pipeline.signal(signal.SIGHUP)
+    wait_until(lambda: "reload: 0 stream(s) added" in pipeline.log_text(), 30, "the reload")
+    assert pipeline.terminate(timeout=60) == 0
+    wait_until(lambda: query(base, 'up{job="adafocus"}')[0]["value"][1] == "0", 30,
+               "Prometheus to see the pipeline gone")
+    time.sleep(3)  # a few more evaluations with the target down
+    assert query(base, "max_over_time(ALERTS[10m])") == [], prometheus.log_tail()

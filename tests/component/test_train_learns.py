@@ -11,12 +11,13 @@ from adafocus.checkpoint import IMAGENET_NORMALIZATION
 from adafocus.config import preset
 from adafocus.data.streams import SequenceDataset
 from adafocus.models import AdaFocus, GlanceOnly
-from adafocus.train import load_train_config, parse_train_config, train
+from adafocus.train import parse_train_config, train
 from adafocus.train.config import PPOSection, StageSection, V2Section
 from adafocus.train.data import sequences, to_batch
 from adafocus.train.loop import StageContext
 from adafocus.train.stages import sequence_ce, train_baseline, v1_ppo, v2_train
 from adafocus.train.state import RunState
+from tests.support.training import TINY_RUN
 
 COLOURS = np.array([[220, 40, 40], [40, 200, 40], [40, 40, 220], [230, 210, 40]], np.uint8)
 CONFIG = preset("tiny", num_classes=4, frame_size=(32, 32), glance_size=(16, 16), patch_size=12,
@@ -94,20 +95,6 @@ def test_v2_end_to_end_and_v1_ppo_stages_learn(tmp_path):
     assert np.isfinite(summary["reward"]) and summary["entropy"] > 0
 
 
-TINY_RUN = {
-    "data": {"train_scenes": 4, "val_scenes": 2, "seq_len": 4, "batch_size": 2},
-    "pretrain": {"steps": 2, "batch_size": 4},
-    "boxes": {"glance_steps": 2, "steps": 2, "batch_size": 2},
-    "baselines": {"glance": {"steps": 2}, "full": {"steps": 2}},
-    "v1": {"warmup": {"steps": 4}, "ppo": {"steps": 2}, "finetune": {"steps": 2}},
-    "v2": {"train": {"steps": 2}},
-    "calibration": {"sequences": 2, "seq_len": 8},
-    "output": {"save_every": 2},
-    "model": {"overrides": {"local_channels": [8, 16], "local_strides": [2, 2],
-                            "glance_channels": [8, 16], "glance_strides": [2, 2]}},
-}
-
-
 class Interrupt(Exception):
     pass
 
@@ -150,4 +137,3 @@ def test_resume_refuses_state_from_another_config(tmp_path):
 
     with pytest.raises(ResumeError, match="different train config"):
         train(other, output=out, progress=False, log=lambda _: None)
-    assert load_train_config  # the loader is the CLI's path; covered in test_train_config

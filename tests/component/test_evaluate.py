@@ -7,13 +7,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from test_train_learns import TINY_RUN
 
 from adafocus import OnlineAdaFocus
 from adafocus.data.moving_digits import MovingDigitsScene
 from adafocus.evaluate import EvalSettings, check_targets, evaluate
 from adafocus.evaluate_metrics import frame_accuracy
 from adafocus.train import parse_train_config, train
+from tests.support.training import TINY_RUN
 
 SETTINGS = EvalSettings(streams=2, seconds=2.0, budgets=(0.3,))
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import zmq
 import zmq.auth
-from conftest import wait_until
 
 from stream.client import CurveClient, Subscriber
 from stream.config import CurveSection, PublishSection
@@ -32,10 +31,11 @@ from stream.wire.messages import (
     label_topic,
 )
 from stream.wire.push import connect_push, send_nowait
+from tests.support import ROOT
+from tests.support.net import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -250,7 +250,7 @@ def run_cli(*args: str, pump: Callable[[], None] | None = None) -> subprocess.Co
     publishing until it exits."""
     process = subprocess.Popen(
         [sys.executable, "-m", "stream.cli", "subscribe", *args],
-        cwd=REPO,
+        cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -18,17 +18,12 @@ from pathlib import Path
 
 import pytest
 import zmq
-from live_pipeline import (
-    Pipeline,
-    Process,
-    free_port,
-    sweep_shared_memory,
-    tiny_checkpoint,
-    write_config,
-)
 
 from stream.serve.sharding import shard_of
 from stream.wire.messages import decode
+from tests.support.net import free_port, wait_until
+from tests.support.pipeline import Pipeline, pipeline_config, sweep_shared_memory, tiny_checkpoint
+from tests.support.processes import Process
 
 pytestmark = [pytest.mark.slow, pytest.mark.rtsp, pytest.mark.timeout(150)]
 
@@ -62,11 +57,9 @@ SHARD_SOURCES = {
 }
 
 
-def wait_for_log(worker: Pipeline, text: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in worker.log.read_text(errors="replace"):
-        assert time.monotonic() < deadline, f"no {text!r} in the log:\n{worker.log_tail()}"
-        time.sleep(0.1)
+def wait_for_log(worker: Pipeline, text: str, timeout: float = 30.0) -> None:
+    wait_until(lambda: text in worker.log_text(), timeout,
+               f"{text!r} in the log:\n{worker.log_tail()}")
 
 
 def collect(sub: zmq.Socket, seconds: float, until: set[str] | None = None) -> dict[str, int]:
@@ -112,14 +105,10 @@ def test_two_shards_behind_a_proxy_serve_every_stream_once_and_survive_a_dead_wo
 
     workers = []
     for index in (0, 1):
-        config = write_config(
-            tmp_path / f"worker-{index}.yaml",
-            checkpoint,
-            streams,
-            pub_port=free_port(),
-            metrics_port=free_port(),
-        )  # no shard section: 0/1, every stream, unless the shard comes from elsewhere
-        workers.append(Pipeline(config, tmp_path, f"worker-{index}", **SHARD_SOURCES[index]))
+        # no shard section: 0/1, every stream, unless the shard comes from elsewhere
+        config = pipeline_config(checkpoint, streams)
+        workers.append(Pipeline(tmp_path, config, f"worker-{index}", collect=False,
+                                **SHARD_SOURCES[index]))
         processes.append(workers[-1])
     proxy_port = free_port()
     proxy = Process(
@@ -167,8 +156,8 @@ def test_two_shards_behind_a_proxy_serve_every_stream_once_and_survive_a_dead_wo
 
     # A node dies: worker 1 and all its processes.
     workers[1].kill_group()
-    time.sleep(1.0)
-    collect(via_proxy, 0.5)  # drain what was queued before the kill
+    wait_until(lambda: collect(via_proxy, 1.0).keys() == set(shards[0]), 30,
+               "only worker 0's streams through the proxy")
     after = collect(via_proxy, 5)
     assert after.keys() == set(shards[0]), f"after killing worker 1: {after}"
     assert all(count >= 1 for count in after.values())

@@ -13,11 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
-from live_pipeline import tiny_checkpoint
-from pipeline_harness import RunningPipeline, metric, pipeline_config
 
 from stream.client import Subscriber
+from tests.support.net import wait_until
+from tests.support.pipeline import Pipeline, metric, pipeline_config, tiny_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -38,23 +37,19 @@ def pipeline(workdir: Path):
         [HEALTHY, {"id": "dead", "uri": str(not_a_video)}],
         worker={"hang_timeout_s": 5.0},
     )
-    running = RunningPipeline(workdir, config)
-    running.base_config = config
+    running = Pipeline(workdir, config)
     try:
         running.collector.wait_labels("good", timeout=60)
         running.collector.wait_event("dead", ("down",), timeout=60)
     except AssertionError as exc:
         running.close()
-        raise AssertionError(f"{exc}\n{running.log()[-4000:]}") from exc
+        raise AssertionError(f"{exc}\n{running.log_text()[-4000:]}") from exc
     yield running
     running.close()
 
 
-def with_log(pipeline: RunningPipeline, exc: AssertionError) -> AssertionError:
-    return AssertionError(f"{exc}\n--- pipeline log ---\n{pipeline.log()[-6000:]}")
 
-
-def state_series(pipeline: RunningPipeline, stream: str) -> dict[str, float]:
+def state_series(pipeline: Pipeline, stream: str) -> dict[str, float]:
     values = pipeline.metrics()
     return {
         dict(labels)["state"]: value
@@ -74,7 +69,7 @@ def test_a_dead_stream_has_its_state_series_for_its_whole_life(pipeline) -> None
         assert metric(values, "adafocus_stream_up", stream="good") == 1.0
         assert state_series(pipeline, "good")["up"] == 1.0
     except AssertionError as exc:
-        raise with_log(pipeline, exc) from exc
+        raise pipeline.with_log(exc) from exc
 
 
 def test_a_late_subscriber_learns_every_streams_state_at_once(pipeline) -> None:
@@ -112,12 +107,12 @@ def test_a_worker_restart_never_resurrects_a_dead_stream(pipeline) -> None:
 
         reload_at = time.monotonic()  # an unchanged config keeps the truth too
         pipeline.signal(signal.SIGHUP)
-        wait_until(lambda: "0 restarted, 2 unchanged" in pipeline.log(), 20, "the reload")
+        wait_until(lambda: "0 restarted, 2 unchanged" in pipeline.log_text(), 20, "the reload")
         c.wait_labels("good", count=3, since=reload_at, timeout=30)
         assert {e["state"] for e in c.events("dead", since=reload_at)} <= {"down"}
         assert pipeline.healthz()[1]["streams"]["dead"]["state"] == "down"
     except AssertionError as exc:
-        raise with_log(pipeline, exc) from exc
+        raise pipeline.with_log(exc) from exc
 
 
 def test_a_killed_producer_is_counted_and_restarted(pipeline) -> None:
@@ -132,7 +127,7 @@ def test_a_killed_producer_is_counted_and_restarted(pipeline) -> None:
         assert metric(pipeline.metrics(), "adafocus_process_restarts_total",
                       process="producer", stream="good") == before + 1
     except AssertionError as exc:
-        raise with_log(pipeline, exc) from exc
+        raise pipeline.with_log(exc) from exc
 
 
 def test_a_removed_stream_leaves_metrics_at_once(pipeline) -> None:
@@ -151,4 +146,4 @@ def test_a_removed_stream_leaves_metrics_at_once(pipeline) -> None:
         assert ("adafocus_stream_up", "other") in names
         assert sorted(pipeline.healthz()[1]["streams"]) == ["other"]
     except AssertionError as exc:
-        raise with_log(pipeline, exc) from exc
+        raise pipeline.with_log(exc) from exc

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
-from live_pipeline import tiny_checkpoint
-from pipeline_harness import orphaned_rings, pipeline_config
+
+from tests.support.pipeline import orphaned_rings, pipeline_config, tiny_checkpoint
 
 CAMERA = {"id": "cam", "uri": "synthetic://pattern?fps=5"}
 

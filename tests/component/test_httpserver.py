@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import zmq
-from conftest import wait_until
 
 from stream.config import PublishSection
 from stream.metrics import MULTIPROC_ENV, reset_multiprocess_dir
@@ -27,10 +26,11 @@ from stream.serve.http import MetricsServer
 from stream.serve.states import StreamStates
 from stream.wire.messages import event_frames
 from stream.wire.push import connect_push, send_nowait
+from tests.support import ROOT
+from tests.support.net import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def get(url: str) -> tuple[int, str]:
@@ -100,7 +100,7 @@ def count_in_child(multiproc_dir: Path, decoded: int) -> None:
         "m.messages_published.inc()\n"
     )
     env = {**os.environ, MULTIPROC_ENV: str(multiproc_dir)}
-    subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True, timeout=30)
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, timeout=30)
 
 
 def test_metrics_aggregates_counters_from_other_processes(

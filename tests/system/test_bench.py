@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,9 +20,9 @@ from adafocus.loading import load_online
 from adafocus.models import FullFrame
 from stream.bench import analysis
 from stream.bench.media import scene_clips
+from tests.support import ROOT
 
 NAMES = [str(i) for i in range(10)]
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def frames(n: int, seed: int = 0) -> np.ndarray:

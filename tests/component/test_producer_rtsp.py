@@ -11,10 +11,11 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import CLIP_FRAMES, FAST, wait_until
 
 from stream.config import IngestSection
 from stream.exitcodes import EXIT_PERMANENT
+from tests.support.net import wait_until
+from tests.support.producers import CLIP_FRAMES, FAST
 
 pytestmark = pytest.mark.rtsp
 H, W = 120, 160  # the ring's size: every frame is scaled on the decoder side

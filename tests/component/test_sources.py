@@ -1,5 +1,5 @@
-"""Source URIs and the sources themselves (in-process; the producer tests run
-them in real producer processes)."""
+"""The sources themselves, in-process (the producer tests run them in real
+producer processes; URIs are tested in tests/unit/test_source_uris.py)."""
 
 from __future__ import annotations
 
@@ -13,17 +13,11 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import CLIP_FRAMES
 
 from stream.ingest.sources import open_source
 from stream.ingest.sources.synthetic import PatternScene
-from stream.ingest.uri import (
-    SourceError,
-    SourceUnavailable,
-    mask_uri,
-    parse_source,
-    redact,
-)
+from stream.ingest.uri import SourceError, SourceUnavailable, parse_source
+from tests.support.producers import CLIP_FRAMES
 
 H, W = 96, 128
 
@@ -46,83 +40,6 @@ def reference_frames(path: Path, height: int = H, width: int = W) -> list[np.nda
     with av.open(str(path)) as container:
         return [f.to_ndarray(width=width, height=height, format="rgb24")
                 for f in container.decode(video=0)]
-
-
-# ----------------------------------------------------------------- URIs
-
-
-@pytest.mark.parametrize(
-    ("uri", "options", "kind", "expect"),
-    [
-        ("rtsp://cam/live", {}, "rtsp", {"rtsp_transport": "tcp"}),
-        ("rtsps://cam:322/live", {"transport": "udp"}, "rtsp", {"rtsp_transport": "udp"}),
-        ("rtsp://cam/live?channel=1&transport=udp", {}, "rtsp", {"rtsp_transport": "udp"}),
-        ("https://cdn.example/live.m3u8", {}, "http", {}),
-        ("/videos/a.mp4", {}, "file", {}),
-        ("clips/a.mkv", {"realtime": False}, "file", {}),
-        ("file:///videos/a.mp4", {}, "file", {}),
-        ("/dev/video2", {"av_options": {"video_size": "640x480"}}, "v4l2",
-         {"video_size": "640x480"}),
-        ("synthetic://pattern?fps=30&seed=3", {}, "synthetic", {}),
-        ("synthetic://digits?split=val", {}, "synthetic", {}),
-    ],
-)
-def test_parse_source_recognises_every_supported_kind(uri, options, kind, expect):
-    spec = parse_source(uri, options)
-    assert spec.kind == kind
-    assert spec.av_options == expect
-
-
-def test_parse_source_keeps_camera_query_but_takes_out_its_own_transport_parameter():
-    spec = parse_source("rtsp://u:pw@cam/live?channel=1&transport=udp")
-    assert spec.url == "rtsp://u:pw@cam/live?channel=1"
-    assert spec.masked == "rtsp://u:***@cam/live?channel=1&transport=udp"
-
-
-def test_files_play_at_native_rate_unless_asked_not_to_and_only_they_end():
-    assert parse_source("/a.mp4").realtime and not parse_source("/a.mp4").live
-    assert not parse_source("/a.mp4", {"realtime": False}).realtime
-    assert parse_source("rtsp://cam/x").live
-    spec = parse_source("synthetic://digits?fps=12.5&seed=4&split=train")
-    assert (spec.scene, spec.scene_params) == ("digits", {"fps": 12.5, "seed": 4, "split": "train"})
-
-
-@pytest.mark.parametrize(
-    ("uri", "options", "message"),
-    [
-        ("", {}, "empty source URI"),
-        ("rtsp://", {}, "has no host"),
-        ("rtsp://:pw@/x", {}, "has no host"),
-        ("rtsp://cam:99999/x", {}, "malformed source URI"),
-        ("rtsp://cam:port/x", {}, "malformed source URI"),
-        ("ftp://cam/x", {}, "unsupported source scheme 'ftp'"),
-        ("rtsp:/cam/x", {}, "malformed source URI"),
-        ("rtsp://cam/x", {"transport": "sctp"}, "transport must be one of"),
-        ("http://cam/x", {"transport": "udp"}, "only applies to rtsp"),
-        ("synthetic://nope", {}, "unknown synthetic scene 'nope'"),
-        ("synthetic://pattern?fps=0", {}, "bad fps='0'"),
-        ("synthetic://pattern?fps=abc", {}, "bad fps='abc'"),
-        ("synthetic://pattern?split=val", {}, "unknown parameter 'split'"),
-        ("synthetic://digits?split=dev", {}, "bad split='dev'"),
-        ("/a.mp4", {"realtme": False}, "unknown stream option"),
-        ("/a.mp4", {"realtime": "yes"}, "realtime must be true or false"),
-    ],
-)
-def test_malformed_uris_are_rejected_with_a_message_naming_the_problem(uri, options, message):
-    with pytest.raises(SourceError, match=message):
-        parse_source(uri, options)
-
-
-def test_credentials_are_masked_in_uris_error_messages_and_parse_errors():
-    uri = "rtsp://admin:s3cret!@10.0.0.5:554/stream1?token=abcdef&channel=2"
-    masked = mask_uri(uri)
-    assert "s3cret" not in masked and "abcdef" not in masked
-    assert masked.startswith("rtsp://admin:***@10.0.0.5:554/stream1?") and "channel=2" in masked
-    assert "s3cret" not in redact(f"[Errno 111] Connection refused: '{uri}' (pw s3cret!)", uri)
-    with pytest.raises(SourceError) as caught:
-        parse_source("rtsp://admin:s3cret!@cam:99999/x")
-    assert "s3cret" not in str(caught.value)
-    assert mask_uri("/plain/path.mp4") == "/plain/path.mp4"
 
 
 # ----------------------------------------------------------------- synthetic

@@ -9,9 +9,7 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,66 +19,24 @@ import yaml
 from prometheus_client import Counter, Gauge, Histogram
 
 from stream.metrics import PipelineMetrics
+from tests.support.deploy import (
+    DASHBOARD,
+    DEPLOY,
+    K8S,
+    PROMETHEUS,
+    ROOT,
+    by_kind,
+    kustomize_resources,
+    metric_names_used,
+    tool,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-DEPLOY = ROOT / "deploy"
-K8S = DEPLOY / "k8s"
 KUSTOMIZATIONS = [K8S / "base", K8S / "overlays" / "gpu"]
 DOCKERFILES = sorted((DEPLOY / "docker").glob("*.Dockerfile"))
 COMPOSE_FILES = [DEPLOY / "compose.yaml", DEPLOY / "compose.gpu.yaml"]
-PROMETHEUS = DEPLOY / "prometheus"
-DASHBOARD = DEPLOY / "grafana" / "dashboards" / "adafocus.json"
 KUBERNETES_VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]
 # Custom resources have no schema in kubernetes-validate; they get structural checks below.
 CUSTOM_KINDS = {"PodMonitor"}
-
-
-def tool(name: str) -> str:
-    """A tool from the venv (pip-installed test extra) or PATH."""
-    venv_tool = Path(sys.executable).parent / name
-    found = str(venv_tool) if venv_tool.exists() else shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} is not installed (pip install -e '.[test]', tests/system-deps.sh)")
-    return found
-
-
-def kustomize_resources(directory: Path) -> list[dict[str, Any]]:
-    """The resources a kustomization produces: `kubectl kustomize` when kubectl is
-    there; otherwise its resource files and generated ConfigMaps read directly
-    (patches and image rewrites are then not applied, the files still validated)."""
-    kubectl = shutil.which("kubectl")
-    if kubectl is not None:
-        out = subprocess.run(
-            [kubectl, "kustomize", str(directory)],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        ).stdout
-        return [doc for doc in yaml.safe_load_all(out) if doc]
-    spec = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    docs: list[dict[str, Any]] = []
-    for entry in spec.get("resources", []):
-        path = directory / entry
-        if path.is_dir():
-            docs += kustomize_resources(path)
-        else:
-            docs += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-    for generator in spec.get("configMapGenerator", []):
-        data = {Path(f).name: (directory / f).read_text() for f in generator["files"]}
-        docs.append(
-            {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": generator["name"]},
-                "data": data,
-            }
-        )
-    return docs
-
-
-def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [doc for doc in docs if doc["kind"] == kind]
 
 
 def containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -211,8 +167,6 @@ def test_workers_run_non_root_with_secrets_and_a_read_only_config() -> None:
 def test_gpu_overlay_requests_a_gpu_and_the_cuda_image() -> None:
     (worker,) = by_kind(kustomize_resources(K8S / "overlays" / "gpu"), "StatefulSet")
     container = worker["spec"]["template"]["spec"]["containers"][0]
-    if shutil.which("kubectl") is None:
-        pytest.skip("patches are applied only by kubectl kustomize")
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert container["image"].endswith(":cuda")
 
@@ -366,14 +320,6 @@ def test_promtool_accepts_the_scrape_config_and_the_rules() -> None:
 def test_alert_rules_fire_as_their_unit_tests_say() -> None:
     result = promtool("test", "rules", "alerts.test.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-def metric_names_used() -> set[str]:
-    """Every adafocus_* series name in the dashboard's and the alerts' expressions."""
-    texts = [t["expr"] for p in json.loads(DASHBOARD.read_text())["panels"] for t in p["targets"]]
-    rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())
-    texts += [r["expr"] for g in rules["groups"] for r in g["rules"]]
-    return {name for text in texts for name in re.findall(r"\badafocus_[a-z0-9_]+", text)}
 
 
 def defined_series() -> set[str]:

@@ -1,15 +1,15 @@
-"""A real `adafocus-stream run` process for the end-to-end tests, watched the way a
-user would: a ZeroMQ subscriber (in a thread of the test process, so in another
-process than the pipeline) records every message with its arrival time, /metrics
-and /healthz are read over HTTP, and child pids come from the supervisor's log
-lines ("started producer for stream X (pid N)")."""
+"""A real `adafocus-stream run` process, watched the way a user would watch it: a
+ZeroMQ subscriber (in a thread of the test process, so in another process than
+the pipeline) records every message with its arrival time, /metrics and /healthz
+are read over HTTP, and child pids come from the supervisor's log lines
+("started producer for stream X (pid N)")."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -18,15 +18,41 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from live_pipeline import Process, free_port, http_get
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream.client import Subscriber
-from stream.ring import NAME_PREFIX, SHM_DIR
+from stream.ring import NAME_PREFIX, SHM_DIR, pid_alive, sweep_stale_segments
+from tests.support.net import free_port, http_get
+from tests.support.processes import Process
+
+
+def tiny_checkpoint(directory: Path) -> str:
+    """An untrained tiny AdaFocus checkpoint: these tests need a real model in the
+    loop, not a good one."""
+    from adafocus import AdaFocus, preset, save_checkpoint
+
+    path = directory / "tiny.pt"
+    save_checkpoint(path, AdaFocus(preset("tiny", num_classes=10)), [str(i) for i in range(10)])
+    return str(path)
+
+
+def pipeline_config(checkpoint: str, streams: list[dict[str, Any]], **sections: Any) -> dict:
+    """A test pipeline: the model on the CPU (an untrained checkpoint has no skip
+    calibration, so every frame goes to it), fast reconnects, loopback ports."""
+    return {
+        "model": {"checkpoint": checkpoint, "device": "cpu", "skip": {"mode": "off"},
+                  "max_batch": 8},
+        "streams": streams,
+        "ingest": {"backoff_initial_s": 0.2, "backoff_max_s": 1.0, "stall_timeout_s": 2.0,
+                   "open_timeout_s": 3.0},
+        "publish": {"bind": f"tcp://127.0.0.1:{free_port()}"},
+        "metrics": {"bind": f"127.0.0.1:{free_port()}"},
+        **sections,
+    }
 
 
 class Collector(threading.Thread):
-    """Every message of the public PUB socket, with time.monotonic() of arrival."""
+    """Every message of the public socket, with time.monotonic() of arrival."""
 
     def __init__(self, endpoint: str) -> None:
         super().__init__(name="collector", daemon=True)
@@ -57,10 +83,6 @@ class Collector(threading.Thread):
     def labels(self, stream: str, since: float = 0.0) -> list[dict[str, Any]]:
         return self._of("label", stream, since)
 
-    def label_times(self, stream: str) -> list[float]:
-        with self._lock:
-            return [t for t, k, p in self._messages if k == "label" and p["stream"] == stream]
-
     def events(self, stream: str, since: float = 0.0) -> list[dict[str, Any]]:
         return self._of("event", stream, since)
 
@@ -87,46 +109,28 @@ class Collector(threading.Thread):
             time.sleep(0.05)
 
 
-def assert_seq_increasing(labels: list[dict[str, Any]], stream: str) -> None:
-    seqs = [m["seq"] for m in labels]
-    assert all(b > a for a, b in pairwise(seqs)), f"{stream}: seq not increasing: {seqs}"
+class Pipeline(Process):
+    """`adafocus-stream run CONFIG [ARGS]` with `config` written to `name`.yaml in
+    `workdir`, its metric files under `name`-metrics, and (with `collect`) a
+    Collector subscribed to its results."""
 
-
-def max_gap(times: list[float]) -> float:
-    """The longest silence between consecutive arrivals."""
-    return max((b - a for a, b in pairwise(times)), default=0.0)
-
-
-def pipeline_config(checkpoint: str, streams: list[dict[str, Any]], **sections: Any) -> dict:
-    """A test pipeline: tiny model on the CPU, fast reconnects, loopback ports."""
-    return {
-        "model": {"checkpoint": checkpoint, "device": "cpu", "skip": {"mode": "off"},
-                  "max_batch": 8},
-        "streams": streams,
-        "ingest": {"backoff_initial_s": 0.2, "backoff_max_s": 1.0, "stall_timeout_s": 2.0,
-                   "open_timeout_s": 3.0},
-        "publish": {"bind": f"tcp://127.0.0.1:{free_port()}"},
-        "metrics": {"bind": f"127.0.0.1:{free_port()}"},
-        **sections,
-    }
-
-
-class RunningPipeline:
-    """`python -m stream.cli run CONFIG` in its own session, plus a Collector."""
-
-    def __init__(self, workdir: Path, config: dict[str, Any], env: dict[str, str] | None = None):
-        self.config_path = workdir / "pipeline.yaml"
+    def __init__(self, workdir: Path, config: dict[str, Any], name: str = "pipeline",
+                 args: tuple[str, ...] = (), env: dict[str, str] | None = None,
+                 collect: bool = True) -> None:
+        self.base_config = config
+        self.config_path = workdir / f"{name}.yaml"
         self.write_config(config)
         self.metrics_url = f"http://{config['metrics']['bind']}"
-        self.shared_metrics_dir = workdir / "metrics"
-        self.collector = Collector(config["publish"]["bind"])
-        self.collector.start()
-        self.process = Process(
-            [sys.executable, "-m", "stream.cli", "run", str(self.config_path)],
-            workdir / "pipeline.log",
+        self.publish = config["publish"]["bind"]
+        self.shared_metrics_dir = workdir / f"{name}-metrics"
+        self.collector = Collector(self.publish) if collect else None
+        if self.collector is not None:
+            self.collector.start()
+        super().__init__(
+            [sys.executable, "-m", "stream.cli", "run", str(self.config_path), *args],
+            workdir / f"{name}.log",
             env={"PROMETHEUS_MULTIPROC_DIR": str(self.shared_metrics_dir), **(env or {})},
         )
-        self.pid = self.process.proc.pid
 
     @property
     def metrics_dir(self) -> Path:
@@ -137,11 +141,24 @@ class RunningPipeline:
     def write_config(self, config: dict[str, Any]) -> None:
         self.config_path.write_text(yaml.safe_dump(config))
 
-    def log(self) -> str:
-        return self.process.log.read_text(errors="replace")
+    def with_log(self, exc: AssertionError) -> AssertionError:
+        """`exc` with the end of the pipeline's log, for a failing test's report."""
+        return AssertionError(f"{exc}\n--- pipeline log ---\n{self.log_text()[-6000:]}")
+
+    def wait_serving(self, timeout_s: float) -> dict[str, Any]:
+        """Wait until /healthz answers (200 or 503) and return its body."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"pipeline exited {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                return self.healthz()[1]
+            except (OSError, ValueError):
+                time.sleep(0.2)
+        raise AssertionError(f"pipeline not serving after {timeout_s} s:\n{self.log_tail()}")
 
     def _pids(self, pattern: str) -> list[int]:
-        return [int(p) for p in re.findall(pattern, self.log())]
+        return [int(p) for p in re.findall(pattern, self.log_text())]
 
     def producer_pids(self, stream: str) -> list[int]:
         return self._pids(rf"started producer for stream {re.escape(stream)} \(pid (\d+)\)")
@@ -162,44 +179,42 @@ class RunningPipeline:
         status, body = http_get(self.metrics_url + "/healthz")
         return status, json.loads(body)
 
-    def signal(self, signum: int) -> None:
-        self.process.proc.send_signal(signum)
-
-    def terminate(self, timeout: float) -> tuple[int | None, float]:
-        """SIGTERM; (exit status or None if still running after `timeout`, seconds taken)."""
-        started = time.monotonic()
+    def terminate(self, timeout: float) -> int | None:
+        """SIGTERM; the exit status, or None if still running after `timeout`."""
         self.signal(signal.SIGTERM)
         try:
-            code = self.process.proc.wait(timeout)
-        except Exception:
-            code = None
-        return code, time.monotonic() - started
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def rings(self) -> list[str]:
         return [p.name for p in SHM_DIR.glob(f"{NAME_PREFIX}{self.pid}_*")]
 
     def close(self) -> None:
-        self.process.stop(grace_s=5)
-        self.collector.close()
+        self.stop(grace_s=5)
+        if self.collector is not None:
+            self.collector.close()
         for name in self.rings():  # only after a failure: the test reports it
             (SHM_DIR / name).unlink(missing_ok=True)
+
+
+def metric(values: dict, name: str, **labels: str) -> float:
+    return values.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def assert_seq_increasing(labels: list[dict[str, Any]], stream: str) -> None:
+    seqs = [m["seq"] for m in labels]
+    assert all(b > a for a, b in pairwise(seqs)), f"{stream}: seq not increasing: {seqs}"
 
 
 def orphaned_rings() -> list[str]:
     """Ring segments whose creator (a supervisor) is gone: what a pipeline that
     exited failed to unlink. Rings of pipelines still running (other tests on the
     same machine) are not counted."""
-    orphaned = []
-    for path in SHM_DIR.glob(NAME_PREFIX + "*"):
-        pid = int(path.name[len(NAME_PREFIX):].split("_", 1)[0])
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            orphaned.append(path.name)
-        except PermissionError:
-            pass
-    return orphaned
+    return [path.name for path in SHM_DIR.glob(NAME_PREFIX + "*")
+            if not pid_alive(int(path.name[len(NAME_PREFIX):].split("_", 1)[0]))]
 
 
-def metric(values: dict, name: str, **labels: str) -> float:
-    return values.get((name, tuple(sorted(labels.items()))), 0.0)
+def sweep_shared_memory() -> None:
+    """Remove ring segments of pipelines a test killed with SIGKILL."""
+    sweep_stale_segments()

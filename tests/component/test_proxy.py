@@ -17,6 +17,7 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from stream.wire.proxy import CurveKeys, FanInProxy, ProxyError, resolve_endpoint
+from tests.support.net import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -157,7 +158,7 @@ def test_proxy_connects_to_addresses_that_appear_and_drops_vanished_ones(context
         assert pump(sub, both, 10, until=set(both)) == set(both)
 
         current = {ep_b}  # the first worker left the name
-        time.sleep(0.5)
+        wait_until(lambda: pump(sub, both, 0.5) == {b"label.b"}, 30, "only worker b's labels")
         assert pump(sub, both, 1.0) == {b"label.b"}
     finally:
         stop.set()

@@ -13,10 +13,11 @@ import time
 
 import numpy as np
 import pytest
-from conftest import FAST, wait_until
 
 from stream.ingest.sources.synthetic import PatternScene
 from stream.ring import SHM_DIR, FrameRing, ring_name, sweep_stale_segments
+from tests.support.net import wait_until
+from tests.support.producers import FAST
 
 
 def frame(value: int, height: int = 64, width: int = 64) -> np.ndarray:

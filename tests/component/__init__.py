@@ -1,0 +1,1 @@
+"""One component with its real surroundings: processes, sockets, files, an RTSP camera."""
