@@ -89,8 +89,8 @@ def label_frames(
     truth: str | None = None,
 ) -> list[bytes]:
     """A ready-to-send `label.<stream>` message (schema v1, README.md "Contracts:
-    result messages"), stamped `t_publish` now. `truth` (the ground-truth class name, known for synthetic cameras) is
-    added only when given."""
+    result messages"), stamped `t_publish` now. `truth` (the ground-truth class
+    name, known for synthetic cameras) is added only when given."""
     payload: dict[str, Any] = {
         "v": SCHEMA_VERSION,
         "stream": stream_id,
