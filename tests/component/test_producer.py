@@ -13,7 +13,6 @@ import sys
 import textwrap
 import time
 
-import numpy as np
 import pytest
 
 from stream.backoff import Backoff
@@ -23,19 +22,12 @@ from stream.ingest.producer import run_producer
 from stream.ingest.sources.synthetic import PatternScene
 from stream.metrics import scrape_registry
 from tests.support.net import free_port, wait_until
-from tests.support.producers import CLIP_FRAMES
+from tests.support.producers import CLIP_FRAMES, read_all
 
 ONE_TRY = IngestSection(
     backoff_initial_s=0.1, backoff_max_s=0.2, stall_timeout_s=2.0, open_timeout_s=2.0
 )
 
-
-def drain(ring) -> list:
-    out = np.empty(ring.shape, np.uint8)
-    frames = []
-    while (meta := ring.read_next(out)) is not None:
-        frames.append((meta, out.copy()))
-    return frames
 
 
 def test_backoff_doubles_is_jittered_and_never_exceeds_the_bound():
@@ -61,7 +53,7 @@ def test_synthetic_producer_streams_stamped_frames_with_ground_truth(
     assert events.states("pattern")[:2] == ["connecting", "up"]
     assert up["detail"] == "synthetic pattern 96x64 50 fps"
     wait_until(lambda: ring.written >= 25, 20, "25 frames")
-    frames = drain(ring)
+    frames = read_all(ring)
     scene = PatternScene(7, 64, 96, 50)
     seqs = [m.seq for m, _ in frames]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
@@ -82,7 +74,7 @@ def test_file_producer_plays_the_whole_file_then_reports_ended_and_exits_0(
     assert process.exitcode == 0
     assert events.states("file") == ["connecting", "up", "ended"]
     assert f"after {CLIP_FRAMES} frame(s)" in ended["detail"]
-    frames = drain(ring)
+    frames = read_all(ring)
     assert len(frames) == CLIP_FRAMES
     pts = [m.pts for m, _ in frames]
     assert pts == sorted(pts) and pts[-1] == pytest.approx((CLIP_FRAMES - 1) / 25)

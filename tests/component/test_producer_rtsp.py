@@ -15,18 +15,11 @@ import pytest
 from stream.config import IngestSection
 from stream.exitcodes import EXIT_PERMANENT
 from tests.support.net import wait_until
-from tests.support.producers import CLIP_FRAMES, FAST
+from tests.support.producers import CLIP_FRAMES, FAST, read_all
 
 pytestmark = pytest.mark.rtsp
 H, W = 120, 160  # the ring's size: every frame is scaled on the decoder side
 
-
-def read_all(ring) -> list:
-    out = np.empty(ring.shape, np.uint8)
-    frames = []
-    while (meta := ring.read_next(out)) is not None:
-        frames.append((meta, out.copy()))
-    return frames
 
 
 def test_frames_read_over_rtsp_match_the_file_frame_for_frame(

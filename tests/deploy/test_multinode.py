@@ -141,6 +141,18 @@ def test_two_shards_behind_a_proxy_serve_every_stream_once_and_survive_a_dead_wo
     seen = collect(via_proxy, 60, until=everything)
     assert seen.keys() == everything, f"via proxy: {seen}; logs:\n{workers[0].log_tail()}"
 
+    # A subscriber that joins late, through the proxy, learns every stream's state at once.
+    late = context.socket(zmq.SUB)
+    late.subscribe(b"event.")
+    late.connect(f"tcp://127.0.0.1:{proxy_port}")
+    states: dict[str, str] = {}
+    deadline = time.monotonic() + 30
+    while states.keys() != everything and time.monotonic() < deadline:
+        if late.poll(200):
+            kind, event = decode(late.recv_multipart())
+            states[event["stream"]] = event["state"]
+    assert states.keys() == everything, states  # (the 4 s RTSP clip may be between plays)
+
     # Each stream comes from exactly one worker: the one its id hashes to.
     for index, sub in enumerate(direct):
         own = collect(sub, 20, until=set(shards[index]))

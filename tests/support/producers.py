@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
 import zmq
 
 from stream.config import IngestSection
@@ -17,6 +18,15 @@ CLIP_FRAMES, CLIP_FPS, CLIP_SIZE = 100, 25, (320, 240)  # 4 s, keyframe every 10
 FAST = IngestSection(
     backoff_initial_s=0.2, backoff_max_s=1.0, stall_timeout_s=2.0, open_timeout_s=3.0
 )
+
+
+def read_all(ring) -> list:
+    """Every unread frame of `ring` in order, as (meta, image copy)."""
+    out = np.empty(ring.shape, np.uint8)
+    frames = []
+    while (meta := ring.read_next(out)) is not None:
+        frames.append((meta, out.copy()))
+    return frames
 
 
 class EventSink:
