@@ -18,9 +18,10 @@ import zmq
 
 from stream.config import PipelineConfig
 from stream.metrics import PipelineMetrics, scrape_registry
+from stream.serve.api.app import build_app
+from stream.serve.api.server import HttpService
 from stream.serve.forwarder import Forwarder, control_frames
 from stream.serve.health import HealthState
-from stream.serve.http import MetricsServer
 from stream.wire.messages import event_frames
 from stream.wire.push import connect_push, send_nowait
 
@@ -39,7 +40,7 @@ class Endpoints:
         self._context: zmq.Context | None = None
         self._forwarder: Forwarder | None = None
         self._push: zmq.Socket | None = None
-        self._http: MetricsServer | None = None
+        self._http: HttpService | None = None
         self.health: HealthState | None = None
         self.publish_endpoint: str | None = None
         self.metrics_url: str | None = None
@@ -57,9 +58,8 @@ class Endpoints:
         self.health = HealthState(states.snapshot, config.worker.hang_timeout_s)
         m = config.metrics
         try:
-            self._http = MetricsServer(
-                m.host, m.port, self.health, lambda: scrape_registry(states.configured)
-            ).start()
+            app = build_app(self.health, lambda: scrape_registry(states.configured))
+            self._http = HttpService(m.host, m.port, app).start()
         except OSError as exc:
             raise EndpointError(
                 f"metrics.bind: cannot serve on {m.bind}: {exc.strerror or exc}"
