@@ -1,9 +1,11 @@
-"""The ASGI application: the probes (/metrics, /healthz, /livez).
+"""The ASGI application: probes always, the stream API when the supervisor
+hands over an `Api` (tests of the probes alone leave it out).
 
-Why FastAPI (on Starlette): the stream API to come takes the config's pydantic
-models as bodies, and FastAPI serves an OpenAPI schema from them with no second
-description of the API to keep in step; routes, dependencies and streaming
-responses come from Starlette, a small, well-kept ASGI toolkit.
+Why FastAPI (on Starlette): the API's bodies are the config's pydantic models,
+and FastAPI serves an OpenAPI schema from them (/openapi.json) with no second
+description of the API to keep in step; routes, dependencies (authentication)
+and streaming responses come from Starlette, a small, well-kept ASGI toolkit.
+The interactive /docs page is off: it loads its scripts from a CDN.
 
 Every error answers `{"problems": ["key.path: problem", ...]}`, the config
 file's own form, whatever raised it.
@@ -19,13 +21,18 @@ from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException
 
 from stream.serve.api.probes import probes
+from stream.serve.api.streams import stream_routes
+from stream.serve.api.views import Api
 from stream.serve.health import HealthState
 
 
-def build_app(health: HealthState, registry: Callable[[], CollectorRegistry]) -> FastAPI:
+def build_app(health: HealthState, registry: Callable[[], CollectorRegistry],
+              api: Api | None = None) -> FastAPI:
     app = FastAPI(title="adafocus-stream", version="1", docs_url=None, redoc_url=None,
-                  openapi_url=None)
+                  openapi_url="/openapi.json" if api is not None else None)
     app.include_router(probes(health, registry))
+    if api is not None:
+        app.include_router(stream_routes(api))
     app.add_exception_handler(HTTPException, _http_problem)
     return app
 
