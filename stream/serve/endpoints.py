@@ -13,6 +13,7 @@ every producer's events, so the forwarder's thread sees everything in order.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -72,14 +73,15 @@ class Endpoints:
             guard = Guard(Tokens(config.api.token_file), open_reads=is_loopback(m.host))
         except TokenFileError as exc:
             raise EndpointError(str(exc)) from None
+        closing = threading.Event()
         api = Api(
             settings=config.api, pipeline=pipeline, states=states, tap=tap,
             changes=StreamChanges(config_path, config.shard, pipeline.reload_and_wait),
-            guard=guard, restarts=lambda: producer_restarts(self._metrics),
+            guard=guard, restarts=lambda: producer_restarts(self._metrics), closing=closing,
         )
         app = build_app(self.health, lambda: scrape_registry(states.configured), api)
         try:
-            self._http = HttpService(m.host, m.port, app).start()
+            self._http = HttpService(m.host, m.port, app, closing=closing).start()
         except OSError as exc:
             raise EndpointError(
                 f"metrics.bind: cannot serve on {m.bind}: {exc.strerror or exc}"

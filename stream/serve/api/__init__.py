@@ -8,7 +8,8 @@
   /openapi.json;
 - changes.py, overlay.py: an API change is written to the state file and applied
   through the same reload as SIGHUP;
-- auth.py: bearer tokens from `api.token_file`;
-- tap.py: the forwarder's results, kept per stream;
-- views.py: what the API says about a stream.
+- auth.py: bearer tokens from `api.token_file`, and the live view's session cookie;
+- tap.py: the forwarder's results, kept per stream and fanned out to watchers;
+- views.py: what the API says about a stream;
+- live.py, preview.py, static/: the live page, its event stream and MJPEG previews.
 """

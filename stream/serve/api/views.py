@@ -8,6 +8,7 @@ running streams and their rings, the changes, the producers' restart counts.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -42,6 +43,7 @@ class Api:
     changes: StreamChanges
     guard: Guard
     restarts: Callable[[], Mapping[str, int]]
+    closing: threading.Event  # the server is stopping: endless responses end
 
 
 class StreamView(BaseModel):
