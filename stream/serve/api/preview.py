@@ -74,12 +74,12 @@ class RingPeek:
             raise KeyError(self._id)
         try:
             inode = os.stat(SHM_DIR / name).st_ino
-        except FileNotFoundError:
-            return None
-        if self._ring is None or inode != self._inode:
-            self.close()
-            self._ring, self._inode = FrameRing.attach(name), inode
-            self._frame = np.empty(self._ring.shape, np.uint8)
+            if self._ring is None or inode != self._inode:
+                self.close()
+                self._ring, self._inode = FrameRing.attach(name), inode
+                self._frame = np.empty(self._ring.shape, np.uint8)
+        except (FileNotFoundError, ValueError):
+            return None  # unlinked or still being made this instant: look again next time
         assert self._frame is not None
         meta = self._ring.peek_latest(self._frame)
         return None if meta is None else (self._frame, meta)
