@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "demo": "Run the pipeline on synthetic digit cameras and watch it live.",
     "proxy": "Fan the PUB sockets of many workers into one endpoint.",
     "subscribe": "Print results (and events) live from a publisher.",
+    "streams": "List, add or remove streams of a running pipeline (its HTTP API).",
     "bench": "Measure real-time streams served vs the full-frame network.",
     "train": "Train AdaFocus and its baselines from a train config.",
     "eval": "Compare AdaFocus with its baselines online on test streams.",

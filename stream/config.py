@@ -266,6 +266,32 @@ class MetricsSection(Schema):
         return int(self.bind.rsplit(":", 1)[1])
 
 
+class ApiSection(Schema):
+    """The stream API and live view, served beside /metrics (stream.serve.api)."""
+
+    token_file: Path | None = None  # bearer tokens, one a line; None: no call can mutate
+    state_file: Path | None = None  # the API's changes; None: beside the config file
+    preview_fps: Annotated[float, Field(strict=True, gt=0, le=30)] = 5.0
+    max_viewers: Annotated[int, Field(strict=True, ge=1, le=1024)] = 32
+
+    @field_validator("token_file", mode="before")
+    @classmethod
+    def _token_file(cls, value: Any, info: ValidationInfo) -> Path | None:
+        return None if value is None else _existing(value, info, Path.is_file, "file")
+
+    @field_validator("state_file", mode="before")
+    @classmethod
+    def _state_file(cls, value: Any, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {type(value).__name__}")
+        path = _resolve(value, _base_dir(info))
+        if not path.parent.is_dir():
+            raise ValueError(f"no such directory {path.parent}")
+        return path
+
+
 class ShardSection(Schema):
     index: Annotated[int, Field(strict=True, ge=0)] = 0
     count: Count = 1
@@ -285,6 +311,7 @@ class PipelineConfig(Schema):
     worker: WorkerSection = WorkerSection()
     publish: PublishSection = PublishSection()
     metrics: MetricsSection = MetricsSection()
+    api: ApiSection = ApiSection()
     shard: ShardSection = ShardSection()
 
     @field_validator("streams", mode="before")

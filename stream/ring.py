@@ -331,10 +331,37 @@ class FrameRing:
         writer has not lapped the reader). None if nothing new."""
         return self._read(out, latest=False)
 
-    def _read(self, out: np.ndarray, latest: bool) -> FrameMeta | None:
+    def peek_latest(self, out: np.ndarray) -> FrameMeta | None:
+        """Copy the newest frame written into `out` without moving the reader: a
+        preview watching beside the worker must not take frames from it or touch
+        its drop accounting. None when nothing was written yet or the newest slot
+        is being rewritten at this instant (the next peek gets the next frame)."""
+        self._check_out(out)
+        newest = self._hdr[_WRITE_COUNT] - 1
+        return None if newest < 0 else self._copy_slot(newest, out)
+
+    def _check_out(self, out: np.ndarray) -> None:
         if out.shape != self.shape or out.dtype != np.uint8:
             raise ValueError(f"out must be {self.shape} uint8, got {out.shape} {out.dtype}")
-        hdr, meta, metaf, slots = self._hdr, self._meta, self._metaf, self.slots
+
+    def _copy_slot(self, target: int, out: np.ndarray, skipped: int = 0) -> FrameMeta | None:
+        """Frame `target` copied into `out` under its slot's seqlock; None when the
+        writer is rewriting (or has rewritten) that slot."""
+        meta, metaf = self._meta, self._metaf
+        base = target % self.slots * SLOT_META
+        lock = meta[base + _LOCK]
+        if lock & 1 or meta[base + _INDEX] != target:
+            return None
+        np.copyto(out, self._images[target % self.slots])
+        seq, epoch, truth = meta[base + _SEQ], meta[base + _FRAME_EPOCH], meta[base + _TRUTH]
+        pts, t_capture = metaf[base + _PTS], metaf[base + _T_CAPTURE]
+        if meta[base + _LOCK] != lock:
+            return None
+        return FrameMeta(seq, None if math.isnan(pts) else pts, t_capture, epoch, truth, skipped)
+
+    def _read(self, out: np.ndarray, latest: bool) -> FrameMeta | None:
+        self._check_out(out)
+        hdr, slots = self._hdr, self.slots
         r = self._read_index
         while True:
             wc = hdr[_WRITE_COUNT]
@@ -343,19 +370,11 @@ class FrameRing:
                 return None
             oldest = max(r, wc - slots)
             target = wc - 1 if latest else oldest
-            slot = target % slots
-            base = slot * SLOT_META
-            lock = meta[base + _LOCK]
-            if not lock & 1 and meta[base + _INDEX] == target:
-                np.copyto(out, self._images[slot])
-                seq, epoch = meta[base + _SEQ], meta[base + _FRAME_EPOCH]
-                truth = meta[base + _TRUTH]
-                pts, t_capture = metaf[base + _PTS], metaf[base + _T_CAPTURE]
-                if meta[base + _LOCK] == lock:
-                    self._overwritten += oldest - r
-                    self._publish(target + 1)
-                    pts_or_none = None if math.isnan(pts) else pts
-                    return FrameMeta(seq, pts_or_none, t_capture, epoch, truth, target - oldest)
+            frame = self._copy_slot(target, out, target - oldest)
+            if frame is not None:
+                self._overwritten += oldest - r
+                self._publish(target + 1)
+                return frame
             # The writer is rewriting (or has rewritten) the target's slot: that frame
             # is gone. Lossless mode counts it and moves past; real-time mode looks
             # again at the (new) newest frame.

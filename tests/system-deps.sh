@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests use: GStreamer's RTSP server (the real
 # RTSP camera the tests talk to), ffmpeg (encodes the H.264 test clips),
-# Prometheus (scrapes a live pipeline in the deploy tests) and kubectl (renders the
-# Kustomize manifests with the real kustomize). Only as root with apt-get;
-# elsewhere it names what is missing and leaves the decision to the tests.
+# Prometheus (scrapes a live pipeline in the deploy tests), kubectl (renders the
+# Kustomize manifests with the real kustomize), Chromium and its driver (load the
+# live view as a person would) and iproute2 (`ss` reads the HTTP listen backlog).
+# Only as root with apt-get; elsewhere it names what is missing and leaves the
+# decision to the tests.
 set -euo pipefail
 packages=(
   ffmpeg
@@ -17,6 +19,9 @@ packages=(
   gstreamer1.0-libav
   prometheus
   kubectl
+  chromium
+  chromium-driver
+  iproute2
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -17,8 +17,9 @@ import argparse
 import logging
 import sys
 
-from stream.config import ConfigError, PipelineConfig, ShardSection, load_config
+from stream.config import ConfigError, PipelineConfig, ShardSection
 from stream.exitcodes import EXIT_USAGE
+from stream.serve.api.overlay import load_effective
 from stream.serve.sharding import ShardError, parse_shard, shard_from_env
 
 
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         print("adafocus-stream run: give the config file: run CONFIG.yaml", file=sys.stderr)
         return EXIT_USAGE
     try:
-        config, shard_source = with_shard(load_config(path), args.shard)
+        config, shard_source = with_shard(load_effective(path), args.shard)
     except (ConfigError, ShardError) as exc:
         print(f"adafocus-stream run: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,9 +1,11 @@
 """The pipeline's public side, owned by the supervisor: the results socket and HTTP.
 
 `Endpoints.open` binds the internal PULL and public XPUB (the Forwarder) and the
-/metrics, /healthz, /livez server, so a port in use is a start-up error of one
-line, before anything shared (the metrics directory) is touched; `start` begins
-forwarding once the run's metrics exist. The supervisor talks to the stream
+HTTP server (/metrics, /healthz, /livez, the stream API and live view:
+stream.serve.api), so a port in use is a start-up error of one line, before
+anything shared (the metrics directory) is touched; `start` begins forwarding
+once the run's metrics exist. The forwarder hands every message it publishes to
+the API's results tap. The supervisor talks to the stream
 states through `control` and `report`: both go through the same internal hop as
 every producer's events, so the forwarder's thread sees everything in order.
 """
@@ -11,16 +13,23 @@ every producer's events, so the forwarder's thread sees everything in order.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import zmq
 
 from stream.config import PipelineConfig
 from stream.metrics import PipelineMetrics, scrape_registry
+from stream.serve.api.app import build_app
+from stream.serve.api.auth import Guard, TokenFileError, Tokens, is_loopback
+from stream.serve.api.changes import StreamChanges
+from stream.serve.api.server import HttpService
+from stream.serve.api.tap import ResultsTap
+from stream.serve.api.views import Api, Pipeline, producer_restarts
 from stream.serve.forwarder import Forwarder, control_frames
 from stream.serve.health import HealthState
-from stream.serve.http import MetricsServer
 from stream.wire.messages import event_frames
 from stream.wire.push import connect_push, send_nowait
 
@@ -39,16 +48,20 @@ class Endpoints:
         self._context: zmq.Context | None = None
         self._forwarder: Forwarder | None = None
         self._push: zmq.Socket | None = None
-        self._http: MetricsServer | None = None
+        self._http: HttpService | None = None
+        self._metrics: PipelineMetrics | None = None
         self.health: HealthState | None = None
         self.publish_endpoint: str | None = None
         self.metrics_url: str | None = None
 
-    def open(self, config: PipelineConfig, internal_endpoint: str) -> None:
-        """Bind everything; EndpointError naming the key when a port is taken."""
+    def open(self, config: PipelineConfig, internal_endpoint: str, pipeline: Pipeline,
+             config_path: Path | None) -> None:
+        """Bind everything; EndpointError naming the key when a port is taken or
+        the token file is unusable."""
         self._context = zmq.Context()
+        tap = ResultsTap()
         try:
-            self._forwarder = Forwarder(self._context, internal_endpoint, config.publish)
+            self._forwarder = Forwarder(self._context, internal_endpoint, config.publish, tap)
         except zmq.ZMQError as exc:
             raise EndpointError(f"publish.bind: cannot bind {config.publish.bind}: {exc}") from None
         self.publish_endpoint = self._forwarder.public_endpoint
@@ -57,20 +70,31 @@ class Endpoints:
         self.health = HealthState(states.snapshot, config.worker.hang_timeout_s)
         m = config.metrics
         try:
-            self._http = MetricsServer(
-                m.host, m.port, self.health, lambda: scrape_registry(states.configured)
-            ).start()
+            guard = Guard(Tokens(config.api.token_file), open_reads=is_loopback(m.host))
+        except TokenFileError as exc:
+            raise EndpointError(str(exc)) from None
+        closing = threading.Event()
+        api = Api(
+            settings=config.api, pipeline=pipeline, states=states, tap=tap,
+            changes=StreamChanges(config_path, config.shard, pipeline.reload_and_wait),
+            guard=guard, restarts=lambda: producer_restarts(self._metrics), closing=closing,
+        )
+        app = build_app(self.health, lambda: scrape_registry(states.configured), api)
+        try:
+            self._http = HttpService(m.host, m.port, app, closing=closing).start()
         except OSError as exc:
             raise EndpointError(
                 f"metrics.bind: cannot serve on {m.bind}: {exc.strerror or exc}"
             ) from None
         self.metrics_url = self._http.url
-        log.info("results on %s, metrics on %s/metrics, health on %s/healthz",
-                 self.publish_endpoint, self.metrics_url, self.metrics_url)
+        log.info("results on %s, metrics on %s/metrics, health on %s/healthz, streams "
+                 "and live view on %s/", self.publish_endpoint, self.metrics_url,
+                 self.metrics_url, self.metrics_url)
 
     def start(self, metrics: PipelineMetrics) -> None:
         """Forward from now on (the run's metrics directory exists)."""
         assert self._forwarder is not None
+        self._metrics = metrics
         self._forwarder.start(metrics)
 
     def control(self, verb: str, **payload: Any) -> None:

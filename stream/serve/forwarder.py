@@ -20,12 +20,16 @@ subscriber to `event.*` with the current state of every stream it matches (its
 stream from a dead one at once. It drops messages for a subscriber whose queue
 (`sndhwm`) is full, so a slow subscriber loses messages, never the pipeline's
 time, and memory stays bounded by `sndhwm` messages per subscriber.
+
+A `tap` (the stream API's stream.serve.api.tap.ResultsTap), when given, is
+called in this thread with every message published, labels and events alike.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -77,8 +81,10 @@ class Forwarder:
         context: zmq.Context,
         internal_endpoint: str,
         publish: PublishSection,
+        tap: Callable[[list[bytes]], None] | None = None,
     ) -> None:
         self._metrics: PipelineMetrics | None = None
+        self._tap = tap
         self.states = StreamStates(self._publish_event)
         self.stopped = threading.Event()
         self._stop = threading.Event()
@@ -189,6 +195,8 @@ class Forwarder:
     def _send(self, frames: list[bytes]) -> None:
         # XPUB never blocks: a subscriber whose queue is full just misses this one.
         self._pub.send_multipart(frames, flags=zmq.NOBLOCK)
+        if self._tap is not None:
+            self._tap(frames)
         self.forwarded += 1
         if self._metrics is not None:
             self._metrics.messages_published.inc()

@@ -4,10 +4,13 @@ Kept apart from the supervisor as a pure function: which streams a new config
 adds, removes or restarts is the part of a reload worth testing on its own, and
 the rule "a stream whose settings did not change keeps running untouched" is
 what lets an operator edit one camera without disturbing the others.
+`ReloadRequests` lets another thread (the stream API) ask for a reload and
+learn its outcome.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -42,3 +45,54 @@ def plan_reload(
         rebuilt=changed if new_ring else [],
         unchanged=sum(1 for sid in wanted if sid in running) - len(changed),
     )
+
+
+class ReloadRequests:
+    """Reloads asked for from other threads (the stream API), and their outcome.
+
+    SIGHUP only sets a flag (a signal handler must not take locks); the API asks
+    here and waits until the supervisor's loop has reloaded, so a change it
+    answers for is running, or the caller learns why not. One reload serves
+    every request made before it began."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._asked = 0
+        self._done = 0
+        self._outcomes: dict[int, str | None] = {}  # reload's last ticket -> problem or None
+        self._closed: str | None = None
+
+    def ask(self) -> int:
+        with self._cond:
+            self._asked += 1
+            return self._asked
+
+    def pending(self) -> int:
+        """The newest ticket not yet served (0: none). The loop reloads, then
+        calls `served` with it."""
+        with self._cond:
+            return self._asked if self._asked > self._done else 0
+
+    def served(self, upto: int, problem: str | None) -> None:
+        with self._cond:
+            self._done = upto
+            self._outcomes[upto] = problem
+            for old in [t for t in self._outcomes if t < upto - 64]:
+                del self._outcomes[old]
+            self._cond.notify_all()
+
+    def close(self, why: str) -> None:
+        """No more reloads (the pipeline stops): every waiter hears `why`."""
+        with self._cond:
+            self._closed = why
+            self._cond.notify_all()
+
+    def wait(self, ticket: int, timeout_s: float) -> str | None:
+        """The problem of the reload that served `ticket`, None when it applied."""
+        with self._cond:
+            served = self._cond.wait_for(lambda: self._done >= ticket or self._closed,
+                                         timeout_s)
+            if self._done >= ticket:
+                serving = min((t for t in self._outcomes if t >= ticket), default=self._done)
+                return self._outcomes.get(serving)
+            return self._closed if served else f"not applied within {timeout_s:g} s"

@@ -6,9 +6,11 @@ and stop, plus the public endpoints (the forwarder's PUB socket, /metrics,
 /healthz, /livez). Its one loop:
 
 - waits for news (a child exited, the worker spoke) or 0.1 s;
-- applies a SIGHUP reload: re-reads the config and adds, removes or restarts
-  only the streams that changed (the shard stays the one it started with: it may
-  come from the command line or the environment, which a reload does not see);
+- applies a reload (SIGHUP, or a change made through the stream API): re-reads
+  the config and the API's state file merged over it
+  (stream.serve.api.overlay) and adds, removes or restarts only the streams that
+  changed (the shard stays the one it started with: it may come from the
+  command line or the environment, which a reload does not see);
 - polls the worker handle (restarts after a crash or a hang) and every
   producer handle (restarts, give-ups);
 - on SIGINT/SIGTERM leaves the loop and stops everything: children first, a
@@ -21,12 +23,13 @@ forwarder's thread. Start-up stops at the first SIGTERM, and shutdown has one
 deadline for all children however many there are.
 
 Signal handlers only set flags; everything happens in the loop's thread except
-forwarding (the Forwarder's thread) and HTTP (MetricsServer's thread).
+forwarding (the Forwarder's thread) and HTTP (HttpService's thread), which
+reads the running streams through `stream_sections` and `ring_name` and asks for
+reloads through `reload_and_wait`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import signal
 import time
@@ -34,7 +37,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
-from stream.config import ConfigError, PipelineConfig, StreamSection, load_config
+from stream.config import ConfigError, PipelineConfig, StreamSection
 from stream.infer.worker import WorkerStream
 from stream.metrics import PipelineMetrics
 from stream.ring import (
@@ -44,10 +47,12 @@ from stream.ring import (
     shared_memory_free,
     sweep_stale_segments,
 )
+from stream.serve.api.auth import is_loopback
+from stream.serve.api.overlay import load_effective
 from stream.serve.children import LOG_FORMAT, RestartPolicy
 from stream.serve.endpoints import EndpointError, Endpoints
 from stream.serve.producer_handle import ProducerHandle
-from stream.serve.reload import plan_reload
+from stream.serve.reload import ReloadRequests, plan_reload
 from stream.serve.rundir import RunDirectory
 from stream.serve.sharding import owns
 from stream.serve.worker_handle import WorkerHandle
@@ -81,6 +86,7 @@ class Supervisor:
         self._stop_requested = False
         self._stop_why = ""
         self._reload_requested = False
+        self._reloads = ReloadRequests()
         self._exit_status = 0
         self._streams: dict[str, ProducerHandle] = {}
         self._worker: WorkerHandle | None = None
@@ -99,6 +105,20 @@ class Supervisor:
     def request_reload(self) -> None:
         self._reload_requested = True
 
+    def reload_and_wait(self, timeout_s: float) -> str | None:
+        """From another thread (the stream API): reload as SIGHUP does and wait
+        until the loop has; returns why it failed, None when it applied."""
+        return self._reloads.wait(self._reloads.ask(), timeout_s)
+
+    def stream_sections(self) -> dict[str, StreamSection]:
+        """The settings of every running stream (any thread)."""
+        return {sid: stream.section for sid, stream in list(self._streams.items())}
+
+    def ring_name(self, stream_id: str) -> str | None:
+        """The frame ring of a running stream (any thread), None for no stream."""
+        stream = self._streams.get(stream_id)
+        return None if stream is None else stream.ring.name
+
     def run(self) -> int:
         """Start, supervise until SIGINT/SIGTERM (or `request_stop`), stop.
         Raises SupervisorError for start-up problems."""
@@ -108,9 +128,12 @@ class Supervisor:
         try:
             self._start()
             while not self._stop_requested:
-                if self._reload_requested:
+                asked = self._reloads.pending()
+                if self._reload_requested or asked:
                     self._reload_requested = False
-                    self._reload()
+                    problem = self._reload()
+                    if asked:
+                        self._reloads.served(asked, problem)
                 self._wait_for_something(0.1)
                 self._poll_children()
         finally:
@@ -130,7 +153,8 @@ class Supervisor:
             log.info("removed %d frame ring(s) left by dead supervisors", len(removed))
         self._run_dir = RunDirectory()
         try:  # the ports first: a second pipeline on the same ports touches nothing
-            self._endpoints.open(self._config, self._run_dir.results_endpoint)
+            self._endpoints.open(self._config, self._run_dir.results_endpoint, self,
+                                 self._config_path)
         except EndpointError as exc:
             raise SupervisorError(str(exc)) from None
         warn_if_exposed(self._config)
@@ -280,16 +304,18 @@ class Supervisor:
 
     # ------------------------------------------------------------------ reload
 
-    def _reload(self) -> None:
+    def _reload(self) -> str | None:
+        """Apply the config file (and the API's state file); returns the problem
+        that kept it from applying, None when it did."""
         if self._config_path is None:
-            log.warning("SIGHUP ignored: this pipeline was not started from a config file")
-            return
+            log.warning("reload ignored: this pipeline was not started from a config file")
+            return "this pipeline was not started from a config file"
         try:
-            config = load_config(self._config_path)
+            config = load_effective(self._config_path)
         except ConfigError as exc:
             log.error("reload failed, keeping the running config: %s", exc)
-            return
-        for section in ("model", "publish", "metrics", "worker"):
+            return f"reload failed: {exc}"
+        for section in ("model", "publish", "metrics", "api", "worker"):
             if getattr(config, section) != getattr(self._config, section):
                 log.warning("reload: changes to %s take effect only after a restart", section)
         # Only the streams and ingest settings are reloaded; the shard is the one
@@ -315,6 +341,7 @@ class Supervisor:
         log.info("reload: %d stream(s) added, %d removed, %d restarted, %d unchanged",
                  len(plan.added), len(plan.removed), len(plan.restarted) + len(plan.rebuilt),
                  plan.unchanged)
+        return None
 
     # ------------------------------------------------------------------ stop
 
@@ -324,6 +351,7 @@ class Supervisor:
         there are: SIGTERM to all, then SIGKILL to whoever is left at
         stop_grace_s. Bounded: about stop_grace_s + 1.5 s."""
         started = time.monotonic()
+        self._reloads.close("the pipeline is stopping")
         log.info("stopping (%s)", self._stop_why or "start-up failed")
         deadline = started + self._policy.stop_grace_s
         for stream in self._streams.values():
@@ -352,16 +380,9 @@ def warn_if_exposed(config: PipelineConfig) -> None:
         log.warning("publish.bind %s is beyond loopback without CURVE: anyone who can reach "
                     "it can read every label (set publish.curve)", bind)
     if not is_loopback(config.metrics.host):
+        api = ("need a token" if config.api.token_file is not None
+               else "refuse every call (no api.token_file)")
         log.warning("metrics.bind %s is beyond loopback: /metrics and /healthz are served "
-                    "without authentication", config.metrics.bind)
+                    "without authentication; the stream API and live view %s",
+                    config.metrics.bind, api)
 
-
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 and localhost; a wildcard or any other name is not."""
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -19,10 +19,11 @@ import pytest
 import zmq
 
 from stream.config import PublishSection
-from stream.metrics import MULTIPROC_ENV, reset_multiprocess_dir
+from stream.metrics import MULTIPROC_ENV, reset_multiprocess_dir, scrape_registry
+from stream.serve.api.app import build_app
+from stream.serve.api.server import HttpService
 from stream.serve.forwarder import Forwarder, control_frames
 from stream.serve.health import HealthState
-from stream.serve.http import MetricsServer
 from stream.serve.states import StreamStates
 from stream.wire.messages import event_frames
 from stream.wire.push import connect_push, send_nowait
@@ -42,7 +43,12 @@ def get(url: str) -> tuple[int, str]:
             return error.code, error.read().decode()
 
 
-def healthz(server: MetricsServer, path: str = "/healthz") -> tuple[int, dict[str, Any]]:
+def probes_server(health: HealthState, port: int = 0) -> HttpService:
+    """The HTTP service with the probes alone, as the supervisor serves them."""
+    return HttpService("127.0.0.1", port, build_app(health, scrape_registry))
+
+
+def healthz(server: HttpService, path: str = "/healthz") -> tuple[int, dict[str, Any]]:
     status, body = get(server.url + path)
     return status, json.loads(body)
 
@@ -86,8 +92,8 @@ def health(states: StreamStates, clock: Clock) -> HealthState:
 
 
 @pytest.fixture
-def server(multiproc_dir: Path, health: HealthState) -> Iterator[MetricsServer]:
-    with MetricsServer("127.0.0.1", 0, health) as srv:
+def server(multiproc_dir: Path, health: HealthState) -> Iterator[HttpService]:
+    with probes_server(health) as srv:
         yield srv
 
 
@@ -104,7 +110,7 @@ def count_in_child(multiproc_dir: Path, decoded: int) -> None:
 
 
 def test_metrics_aggregates_counters_from_other_processes(
-    server: MetricsServer, multiproc_dir: Path
+    server: HttpService, multiproc_dir: Path
 ) -> None:
     count_in_child(multiproc_dir, 3)
     status, text = get(server.url + "/metrics")
@@ -117,7 +123,7 @@ def test_metrics_aggregates_counters_from_other_processes(
 
 
 def test_healthz_flips_between_200_and_503(
-    server: MetricsServer, health: HealthState, states: StreamStates, clock: Clock
+    server: HttpService, health: HealthState, states: StreamStates, clock: Clock
 ) -> None:
     status, body = healthz(server)
     assert status == 503 and body["healthy"] is False
@@ -144,7 +150,7 @@ def test_healthz_flips_between_200_and_503(
 
 
 def test_livez_follows_the_worker_whatever_the_streams_do(
-    server: MetricsServer, health: HealthState, states: StreamStates, clock: Clock
+    server: HttpService, health: HealthState, states: StreamStates, clock: Clock
 ) -> None:
     status, body = healthz(server, "/livez")
     assert (status, body["alive"], body["problems"]) == (503, False, ["worker has not ticked yet"])
@@ -164,7 +170,7 @@ def test_livez_follows_the_worker_whatever_the_streams_do(
 
 
 def test_reload_keeps_known_streams_and_waits_for_new_ones(
-    server: MetricsServer, health: HealthState, states: StreamStates
+    server: HttpService, health: HealthState, states: StreamStates
 ) -> None:
     health.worker_ticked()
     states.source("cam-1", "up", "")
@@ -190,7 +196,7 @@ def test_healthz_follows_events_through_the_forwarder(
             health.worker_ticked()
             sender = connect_push(context, fwd.internal_endpoint, linger_ms=0)
             try:
-                with MetricsServer("127.0.0.1", 0, health) as server:
+                with probes_server(health) as server:
                     for stream in ("cam-1", "cam-2"):
                         send_nowait(sender, control_frames("add", stream=stream, t=time.time()))
                     for stream in ("cam-1", "cam-2"):
@@ -207,18 +213,18 @@ def test_healthz_follows_events_through_the_forwarder(
         context.term()
 
 
-def test_unknown_path_is_404(server: MetricsServer) -> None:
+def test_unknown_path_is_404(server: HttpService) -> None:
     assert get(server.url + "/")[0] == 404
 
 
 def test_close_frees_the_port_and_a_taken_port_fails_at_start(multiproc_dir: Path) -> None:
     health = HealthState(dict, hang_timeout_s=1.0)
-    first = MetricsServer("127.0.0.1", 0, health).start()
+    first = probes_server(health).start()
     port = first.port
     assert get(first.url + "/metrics")[0] == 200
-    with pytest.raises(OSError), MetricsServer("127.0.0.1", port, health):
+    with pytest.raises(OSError), probes_server(health, port):
         pass
     first.close()
-    with MetricsServer("127.0.0.1", port, health) as again:
+    with probes_server(health, port) as again:
         assert again.port == port
         assert get(again.url + "/metrics")[0] == 200

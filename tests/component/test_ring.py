@@ -55,6 +55,21 @@ def test_read_latest_takes_the_newest_frame_and_reports_the_skipped_ones_as_stal
     assert (meta.seq, meta.skipped, ring.overwritten) == (19, 7, 7)
 
 
+def test_peek_latest_copies_the_newest_frame_without_taking_it_from_the_reader(make_ring):
+    ring = make_ring(slots=4, height=8, width=8)
+    out = np.empty(ring.shape, np.uint8)
+    assert ring.peek_latest(out) is None  # nothing written yet
+    for seq in range(3):
+        ring.write(frame(seq, 8, 8), seq, 0.5, 1.0)
+    for _ in range(2):  # a preview may look as often as it likes
+        meta = ring.peek_latest(out)
+        assert (meta.seq, meta.pts) == (2, 0.5)
+        assert np.array_equal(out, frame(2, 8, 8))
+    assert ring.fill() == pytest.approx(3 / 4)  # the worker's unread frames are all there
+    assert [ring.read_next(out).seq for _ in range(3)] == [0, 1, 2]
+    assert ring.overwritten == 0
+
+
 def test_write_rejects_wrong_frames_and_a_sequence_that_goes_back(make_ring):
     ring = make_ring(slots=2, height=8, width=8)
     with pytest.raises(ValueError, match="uint8 frames"):
