@@ -11,10 +11,11 @@ line and the problem (missing file, unknown label, overlapping segments, a file
 PyAV cannot decode), so a bad dataset fails in seconds, not hours into
 training. Frames are decoded with PyAV and sampled CAUSALLY: the frame returned
 for time t is the newest frame whose timestamp is <= t, which is what a live
-camera feeding the pipeline would show at t. Frames are resized (plain stretch,
-like the live producers) to the requested (H, W) as RGB uint8; times without a
-labelled segment (and times after the end of the video, where the last frame is
-held) get label -1, which training ignores.
+camera feeding the pipeline would show at t. Frames are fitted into the
+requested (H, W) as RGB uint8 exactly as the live producers fit a camera's
+(adafocus.data.resize: aspect kept, letterboxed when it differs); times without
+a labelled segment (and times after the end of the video, where the last frame
+is held) get label -1, which training ignores.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ from pathlib import Path
 import av
 import numpy as np
 
+from adafocus.data.resize import FrameResizer
+
 IGNORE = -1
 _CLIP_HEADER = ("file", "label")
 _SEGMENT_HEADER = ("file", "start_s", "end_s", "label")
 _EPS = 1e-6  # seconds: timestamps within this of a sample time count as shown by then
-RESIZE_INTERPOLATION = "AREA"  # antialiased downscale; sws area averaging
 
 
 class DatasetError(ValueError):
@@ -216,7 +218,8 @@ class VideoFolder:
                 if times[0] > 0:
                     target = (times[0] + info.start_offset_s) / stream.time_base
                     container.seek(int(target), stream=stream, backward=True)
-                k = self._fill(container.decode(stream), info, times, out, height, width)
+                k = self._fill(container.decode(stream), info, times, out,
+                               FrameResizer(height, width))
         except (av.FFmpegError, OSError) as e:
             raise DatasetError(f"decoding {info.path} failed: {e}") from None
         if k == 0:
@@ -224,8 +227,8 @@ class VideoFolder:
         return out
 
     @staticmethod
-    def _fill(frames, info: VideoInfo, times: np.ndarray, out: np.ndarray, height: int,
-              width: int) -> int:
+    def _fill(frames, info: VideoInfo, times: np.ndarray, out: np.ndarray,
+              resize: FrameResizer) -> int:
         """Walk the decoded frames, writing each into the sample times it covers
         (converting a frame to RGB only if some sample shows it); returns how
         many samples were written (all, unless nothing decoded)."""
@@ -235,7 +238,7 @@ class VideoFolder:
         def rgb(frame: av.VideoFrame) -> np.ndarray:
             nonlocal shown
             if shown[0] is not frame:
-                shown = (frame, _rgb(frame, height, width))
+                shown = (frame, resize(frame))
             return shown[1]
 
         for frame in frames:
@@ -266,7 +269,3 @@ class VideoFolder:
         labels = np.array([self.label_at(video, t) for t in times], np.int64)
         return self.frames_at(video, times, height, width), labels
 
-
-def _rgb(frame: av.VideoFrame, height: int, width: int) -> np.ndarray:
-    return frame.to_ndarray(width=width, height=height, format="rgb24",
-                            interpolation=RESIZE_INTERPOLATION)
