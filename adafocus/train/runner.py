@@ -33,6 +33,7 @@ from adafocus.train.data import (
     sources,
 )
 from adafocus.train.loop import StageContext
+from adafocus.train.progress import RunProgress
 from adafocus.train.state import RunState, seed_step
 
 NORMALIZATION = IMAGENET_NORMALIZATION
@@ -78,9 +79,11 @@ def train(cfg: TrainConfig, *, device: str = "cpu", output: str | Path | None = 
     if run.load():
         log(f"resuming from {run.path} (finished: {', '.join(run.done) or 'none'})")
 
+    tracker = RunProgress(_plan(cfg), run.done, log)
+
     train_source, val_source, class_names = sources(cfg.data, v1_cfg.frame_size)
     sample = batch_sampler(train_source, cfg.data, cfg.seed, dev, NORMALIZATION)
-    ctx = StageContext(run, cfg.seed, sample, cfg.output.save_every, progress, log)
+    ctx = StageContext(run, cfg.seed, sample, cfg.output.save_every, progress, log, tracker)
     if cfg.pretrain.steps:
         p = cfg.pretrain
         crops = object_crop_sampler(train_source, v1_cfg.patch_size, p.jitter, p.batch_size,
@@ -118,6 +121,7 @@ def train(cfg: TrainConfig, *, device: str = "cpu", output: str | Path | None = 
         stages.box_warmup(boxes, "v2.boxes", models["v2"], _stage(b, b.steps), b.oracle_fraction)
     stages.v2_train(ctx, models["v2"], None, cfg.v2)
 
+    log(f"calibrating skipping on the validation data; {tracker.line()}")
     results = _calibrate_all(cfg, run, models, val_source, dev, log)
     shipped = cfg.ship
     if shipped == "best":
@@ -137,6 +141,19 @@ def train(cfg: TrainConfig, *, device: str = "cpu", output: str | Path | None = 
                                {m: r for m, r in results.items() if m != shipped}, shipped)
     log(f"wrote {checkpoint} ({shipped}) and {compare} in {seconds:.0f} s")
     return TrainResult(checkpoint, compare, shipped, seconds, dict(run.done))
+
+
+def _plan(cfg: TrainConfig) -> list[tuple[str, int]]:
+    """Every stage with steps, in run order: what RunProgress counts the run's share
+    done against."""
+    b = cfg.boxes
+    plan = [("pretrain.local", cfg.pretrain.steps), ("pretrain.glance", b.glance_steps),
+            ("baseline.glance", cfg.baselines.glance.steps),
+            ("baseline.full", cfg.baselines.full.steps), ("v1.warmup", cfg.v1.warmup.steps),
+            ("v1.boxes", b.steps), ("v1.ppo", cfg.v1.ppo.steps),
+            ("v1.finetune", cfg.v1.finetune.steps), ("v2.boxes", b.steps),
+            ("v2.train", cfg.v2.train.steps)]
+    return [(name, steps) for name, steps in plan if steps]
 
 
 def _stage(b: BoxWarmupSection, steps: int) -> StageSection:
