@@ -20,6 +20,7 @@ is held) get label -1, which training ignores.
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
 from bisect import bisect_right
@@ -191,6 +192,19 @@ class VideoFolder:
     def __len__(self) -> int:
         return len(self.videos)
 
+    def subset(self, indices: Sequence[int]) -> VideoFolder:
+        """The same folder (same class names) restricted to some of its clips."""
+        part = copy.copy(self)
+        part.videos = [self.videos[i] for i in indices]
+        return part
+
+    def main_label(self, video: int) -> int:
+        """The label covering the most time of one clip."""
+        time: dict[int, float] = {}
+        for s in self.videos[video].segments:
+            time[s.label] = time.get(s.label, 0.0) + s.end_s - s.start_s
+        return max(time, key=lambda label: (time[label], -label))
+
     def label_at(self, video: int, t: float) -> int:
         """Label at time t seconds of one video; -1 outside every labelled segment."""
         segments = self.videos[video].segments
@@ -269,3 +283,28 @@ class VideoFolder:
         labels = np.array([self.label_at(video, t) for t in times], np.int64)
         return self.frames_at(video, times, height, width), labels
 
+
+def split_by_clip(folder: VideoFolder, fraction: float, seed: int
+                  ) -> tuple[VideoFolder, VideoFolder]:
+    """(training, validation) parts of a folder, whole clips on either side, never one
+    clip on both: frames of one clip are near-copies of each other, so validating on
+    frames of training clips measures memory, not recognition. About ``fraction`` of
+    the clips of each main label (``main_label``) are held out, at least one in all,
+    chosen by ``seed``; a label with a single clip keeps it for training."""
+    if len(folder) < 2:
+        raise DatasetError(f"{folder.labels_csv}: a validation split needs at least 2 clips, "
+                           f"found {len(folder)}; add clips or give a validation folder")
+    rng = np.random.default_rng([seed, 0x5E1])
+    by_label: dict[int, list[int]] = {}
+    for k in range(len(folder)):
+        by_label.setdefault(folder.main_label(k), []).append(k)
+    held: list[int] = []
+    for label in sorted(by_label):
+        clips = [int(k) for k in rng.permutation(by_label[label])]
+        if len(clips) > 1:
+            held += clips[:min(len(clips) - 1, round(fraction * len(clips)))]
+    if not held:  # every label too rare for its share: hold out one clip of the commonest
+        largest = max(by_label.values(), key=len)
+        held = [int(rng.choice(largest))] if len(largest) > 1 else [len(folder) - 1]
+    kept = [k for k in range(len(folder)) if k not in set(held)]
+    return folder.subset(kept), folder.subset(sorted(held))
