@@ -18,6 +18,7 @@ import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from adafocus.config import PRESET_NAMES, AdaFocusConfig, preset
+from adafocus.interface import CheckpointError, resolve_spec
 from adafocus.schema import LISTS_OK, Schema, causes, located, problems
 
 Count = Annotated[int, Field(ge=1)]
@@ -41,26 +42,60 @@ class Section(Schema):
 
 
 class ModelSection(Section):
-    """Which AdaFocus to build: a preset plus field overrides of AdaFocusConfig.
+    """Which AdaFocus to build and what it starts from.
 
-    What the data decides is not written here unless wanted: the class count always
-    follows the data, and with a folder the frame size follows its videos
-    (adafocus.train.data) unless `overrides.frame_size` is set (then videos of
-    another shape are letterboxed).
+    A preset plus field overrides of AdaFocusConfig. What the data decides is not
+    written here unless wanted: the class count always follows the data, and with a
+    folder the frame size follows its videos (adafocus.train.data) unless
+    `overrides.frame_size` is set (then videos of another shape are letterboxed).
+
+    Starting weights (nothing is ever downloaded): `init`, a checkpoint (path or
+    builtin:NAME) whose tensors start every model of the run, its heads re-initialised
+    when its classes differ (adafocus.train.start); `glance_weights` / `local_weights`,
+    torchvision state-dict files of MobileNetV2 / ResNet-50 for the `paper` backbones
+    (adafocus.models.pretrained). Relative paths are from the working directory.
     """
 
     preset: Literal[PRESET_NAMES] = "tiny"
     overrides: dict[str, Any] = Field(default_factory=dict)
+    init: Annotated[str, Field(min_length=1)] | None = None
+    glance_weights: Annotated[str, Field(min_length=1)] | None = None
+    local_weights: Annotated[str, Field(min_length=1)] | None = None
+
+    @field_validator("init")
+    @classmethod
+    def _init_exists(cls, spec: str | None) -> str | None:
+        if spec is not None:
+            try:
+                resolve_spec(spec)
+            except CheckpointError as exc:
+                raise ValueError(str(exc)) from None
+        return spec
+
+    @field_validator("glance_weights", "local_weights")
+    @classmethod
+    def _weights_exist(cls, path: str | None) -> str | None:
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"no file at {path}")
+        return path
 
     @model_validator(mode="after")
     def _builds_a_model(self) -> ModelSection:
-        """The overrides must make a valid AdaFocusConfig (each problem at its key)."""
+        """The overrides must make a valid AdaFocusConfig, and torchvision weights need
+        its torchvision backbones (each problem at its key)."""
         try:
-            preset(self.preset, **{**self.overrides, "policy": "v1"})
+            config = preset(self.preset, **{**self.overrides, "policy": "v1"})
         except ValidationError as exc:
             raise located("ModelSection", [(("overrides", *loc), message)
                                            for loc, message in causes(exc, AdaFocusConfig)]
                           ) from None
+        found = [((key,), f"torchvision weights need {arch_key} {arch} (the paper preset), "
+                          f"not {getattr(config, arch_key)}")
+                 for key, arch_key, arch in (("glance_weights", "glance_arch", "mobilenet_v2"),
+                                             ("local_weights", "local_arch", "resnet50"))
+                 if getattr(self, key) is not None and getattr(config, arch_key) != arch]
+        if found:
+            raise located("ModelSection", found)
         return self
 
 
@@ -285,6 +320,12 @@ def to_dict(cfg: TrainConfig) -> dict[str, Any]:
             return {k: plain(v) for k, v in x.items()}
         return x
     return plain(cfg.model_dump())
+
+
+def with_init(cfg: TrainConfig, spec: str) -> TrainConfig:
+    """`cfg` starting from the checkpoint `spec` (`train --init`), validated again."""
+    raw = to_dict(cfg)
+    return parse_train_config({**raw, "model": {**raw["model"], "init": spec}})
 
 
 def model_config(cfg: TrainConfig, policy: str, decided: Mapping[str, Any] | None = None

@@ -40,6 +40,7 @@ from adafocus.train.data import (
 )
 from adafocus.train.loop import StageContext
 from adafocus.train.progress import RunProgress
+from adafocus.train.start import backbone_weights, init_from_checkpoint
 from adafocus.train.state import RunState, seed_step
 
 NORMALIZATION = IMAGENET_NORMALIZATION
@@ -64,8 +65,9 @@ def train(cfg: TrainConfig, *, device: str = "cpu", output: str | Path | None = 
           restart: bool = False, progress: bool = True, log=print) -> TrainResult:
     """Train baselines, AdaFocus V1 (3 stages) and V2 on causal sequences, calibrate
     skipping for every model on the validation data, and write the checkpoint (the
-    variant better on validation, or `cfg.ship`) plus its comparison file. Resumes
-    from the state file when present (same config required) unless `restart`."""
+    variant better on validation, or `cfg.ship`) plus its comparison file. Starts
+    from `cfg.model`'s weights (adafocus.train.start); resumes from the state file
+    when present (same config required) unless `restart`."""
     began = time.perf_counter()
     dev = resolve_device(device)
     checkpoint = Path(output) if output is not None else Path(cfg.output.checkpoint)
@@ -75,6 +77,9 @@ def train(cfg: TrainConfig, *, device: str = "cpu", output: str | Path | None = 
     models: dict[str, torch.nn.Module] = {
         "glance_only": GlanceOnly(v1_cfg), "full_frame": FullFrame(v1_cfg),
         "v1": AdaFocus(v1_cfg), "random_patch": AdaFocus(v1_cfg), "v2": AdaFocus(v2_cfg)}
+    start = {"backbones": backbone_weights(cfg.model, models)}
+    if cfg.model.init is not None:
+        start.update(init_from_checkpoint(cfg.model.init, models, data.class_names))
     # the box warm start's glance locator: trained, resumable, never shipped
     models["glance_locator"] = torch.nn.Conv2d(models["v1"].glance.out_channels, 1, 1)
     for m in models.values():
@@ -140,7 +145,7 @@ def train(cfg: TrainConfig, *, device: str = "cpu", output: str | Path | None = 
     seconds = time.perf_counter() - began
     summary = {"config": to_dict(cfg), "stages": run.done, "shipped": shipped,
                "validation_accuracy": {m: r["accuracy"] for m, r in results.items()},
-               "validation": data.validation,
+               "validation": data.validation, "start": start,
                "skipped_stages": skipped,
                "data": {**data.summary, "fps": cfg.data.fps, "seq_len": cfg.data.seq_len,
                         "max_gap": cfg.data.max_gap, "gap_mode": cfg.data.gap_mode},
