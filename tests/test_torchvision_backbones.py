@@ -33,37 +33,33 @@ def saved(model: torch.nn.Module, path) -> torch.nn.Module:
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
+    """The two files, and torchvision's own models of them (ResNet-50 without its
+    ImageNet classifier: its pooled 2048-d features, what f_L gives)."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("weights")
     mobilenet = saved(torchvision.models.mobilenet_v2(weights=None), root / "mobilenet_v2.pth")
     resnet = saved(torchvision.models.resnet50(weights=None), root / "resnet50.pth")
-    return root, mobilenet, resnet
+    resnet.fc = torch.nn.Identity()
+    return root, {"mobilenet_v2": mobilenet.features, "resnet50": resnet}
 
 
+@pytest.mark.parametrize(("name", "ours", "side"), [
+    ("mobilenet_v2", lambda: GlanceNet(PAPER), 224),  # f_G's map: MobileNetV2's features
+    ("resnet50", lambda: LocalNet(PAPER), 128),  # f_L on a 128 px patch
+])
 @torch.no_grad()
-def test_a_mobilenet_v2_file_gives_torchvisions_own_glance_features(files):
-    root, mobilenet, _ = files
-    glance = GlanceNet(PAPER)
-    load_torchvision_backbone(glance, root / "mobilenet_v2.pth")
-    x = torch.randn(2, 3, 224, 224)
-    fmap, pooled = glance.eval()(x)
-    expected = mobilenet.features(x)
-    assert torch.allclose(fmap, expected, atol=1e-5)
-    assert torch.allclose(pooled, expected.mean(dim=(2, 3)), atol=1e-5)
-
-
-@torch.no_grad()
-def test_a_resnet50_file_gives_torchvisions_own_patch_features(files):
-    root, _, resnet = files
-    local = LocalNet(PAPER)
-    load_torchvision_backbone(local, root / "resnet50.pth")
-    x = torch.randn(2, 3, 128, 128)
-    resnet.fc = torch.nn.Identity()  # torchvision's pooled 2048-d features
-    assert torch.allclose(local.eval()(x), resnet(x), atol=1e-5)
+def test_a_torchvision_file_gives_torchvisions_own_features(files, name, ours, side):
+    root, reference = files
+    net = ours()
+    load_torchvision_backbone(net, root / f"{name}.pth")
+    x = torch.randn(2, 3, side, side)
+    out = net.eval()(x)
+    features = out[0] if isinstance(out, tuple) else out
+    assert torch.allclose(features, reference[name](x), atol=1e-5)
 
 
 def test_a_wrong_or_foreign_file_is_refused_with_the_reason(files, tmp_path):
-    root, _, _ = files
+    root, _ = files
     with pytest.raises(WeightsError, match=r"not torchvision MobileNetV2 weights \(missing"):
         load_torchvision_backbone(GlanceNet(PAPER), root / "resnet50.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
@@ -72,7 +68,7 @@ def test_a_wrong_or_foreign_file_is_refused_with_the_reason(files, tmp_path):
 
 
 def test_a_run_loads_the_files_into_every_glance_and_local_network(files):
-    root, _, _ = files
+    root, _ = files
     cfg = parse_train_config({"model": {"preset": "paper",
                                         "glance_weights": str(root / "mobilenet_v2.pth"),
                                         "local_weights": str(root / "resnet50.pth")}})
