@@ -44,6 +44,7 @@ from adafocus.train.start import backbone_weights, init_from_checkpoint
 from adafocus.train.state import RunState, seed_step
 
 NORMALIZATION = IMAGENET_NORMALIZATION
+BOX_STAGES = ("pretrain.local", "pretrain.glance", "v1.boxes", "v2.boxes")  # need object boxes
 
 
 @dataclass
@@ -90,10 +91,11 @@ def train(cfg: TrainConfig, *, device: str = "cpu", output: str | Path | None = 
         run.path.unlink()
     if run.load():
         log(f"resuming from {run.path} (finished: {', '.join(run.done) or 'none'})")
-    skipped = _box_stages(cfg) if not data.knows_boxes else []
+    plan = _plan(cfg)
+    skipped = [] if data.knows_boxes else [n for n, _ in plan if n in BOX_STAGES]
     if skipped:
         log(f"skipping {', '.join(skipped)}: data.source {cfg.data.source} has no object boxes")
-    tracker = RunProgress(_plan(cfg, skipped), run.done, log)
+    tracker = RunProgress([s for s in plan if s[0] not in skipped], run.done, log)
 
     sample = batch_sampler(data.train, cfg.data, cfg.seed, dev, NORMALIZATION)
     ctx = StageContext(run, cfg.seed, sample, cfg.output.save_every, progress, log, tracker)
@@ -160,17 +162,9 @@ def train(cfg: TrainConfig, *, device: str = "cpu", output: str | Path | None = 
     return TrainResult(checkpoint, compare, shipped, seconds, dict(run.done))
 
 
-def _box_stages(cfg: TrainConfig) -> list[str]:
-    """The configured stages that need object boxes (pretrain, boxes)."""
-    b = cfg.boxes
-    return [name for name, steps in (("pretrain.local", cfg.pretrain.steps),
-                                     ("pretrain.glance", b.glance_steps),
-                                     ("v1.boxes", b.steps), ("v2.boxes", b.steps)) if steps]
-
-
-def _plan(cfg: TrainConfig, skipped: list[str]) -> list[tuple[str, int]]:
-    """Every stage with steps, in run order, less the `skipped` ones: what RunProgress
-    counts the run's share done against."""
+def _plan(cfg: TrainConfig) -> list[tuple[str, int]]:
+    """Every stage with steps, in run order: what RunProgress counts the run's share
+    done against (less the box stages a folder skips)."""
     b = cfg.boxes
     plan = [("pretrain.local", cfg.pretrain.steps), ("pretrain.glance", b.glance_steps),
             ("baseline.glance", cfg.baselines.glance.steps),
@@ -178,7 +172,7 @@ def _plan(cfg: TrainConfig, skipped: list[str]) -> list[tuple[str, int]]:
             ("v1.boxes", b.steps), ("v1.ppo", cfg.v1.ppo.steps),
             ("v1.finetune", cfg.v1.finetune.steps), ("v2.boxes", b.steps),
             ("v2.train", cfg.v2.train.steps)]
-    return [(name, steps) for name, steps in plan if steps and name not in skipped]
+    return [(name, steps) for name, steps in plan if steps]
 
 
 def _stage(b: BoxWarmupSection, steps: int) -> StageSection:
