@@ -28,7 +28,9 @@ from adafocus.train.config import (
     BoxWarmupSection,
     StageSection,
     TrainConfig,
+    TrainConfigError,
     model_config,
+    parse_train_config,
     to_dict,
 )
 from adafocus.train.data import (
@@ -86,7 +88,7 @@ def train(cfg: TrainConfig, *, device: str = "cpu", output: str | Path | None = 
     for m in models.values():
         m.to(dev)
 
-    run = RunState(state_path(cfg, checkpoint), to_dict(cfg), models)
+    run = RunState(state_path(cfg, checkpoint), to_dict(cfg), models, _upgraded)
     if restart and run.path.exists():
         run.path.unlink()
     if run.load():
@@ -160,6 +162,15 @@ def train(cfg: TrainConfig, *, device: str = "cpu", output: str | Path | None = 
                                {m: r for m, r in results.items() if m != shipped}, shipped)
     log(f"wrote {checkpoint} ({shipped}) and {compare} in {seconds:.0f} s")
     return TrainResult(checkpoint, compare, shipped, seconds, dict(run.done))
+
+
+def _upgraded(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved run's config with the keys added since it was saved at their defaults
+    (as they are unless set); one that no longer validates stays as it was saved."""
+    try:
+        return to_dict(parse_train_config(saved))
+    except TrainConfigError:
+        return saved
 
 
 def _plan(cfg: TrainConfig) -> list[tuple[str, int]]:
