@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from adafocus.baselines import OnlineBaseline
 from adafocus.checkpoint import load_checkpoint
+from adafocus.data.moving_digits import CLASS_NAMES
 from adafocus.evaluate_metrics import (
     DEFAULT_HOLD,
     IGNORE,
@@ -261,9 +262,15 @@ def check_targets(rows: list[dict[str, Any]], settings: EvalSettings,
 
 def streams_for(settings: EvalSettings, class_names: list[str], frame_size: tuple[int, int]
                 ) -> TestStreams:
-    """The folder `settings.data` when given, else the moving-digits test scenes."""
+    """The folder `settings.data` when given, else the moving-digits test scenes, which
+    only a model of the ten digits can be judged on (anything else would silently be
+    scored against labels it does not know)."""
     if settings.data is not None:
         return FolderStreams(settings.data, class_names, settings.fps, frame_size)
+    if list(class_names) != CLASS_NAMES:
+        shown = ", ".join(class_names[:5]) + (", ..." if len(class_names) > 5 else "")
+        raise ValueError(f"this model's classes ({shown}) are not the moving-digits scene's; "
+                         "evaluate it on a labelled folder of its own kind: --data DIR")
     return DigitsStreams(settings.streams, settings.seconds, settings.fps, settings.seed,
                          frame_size)
 
@@ -277,6 +284,10 @@ def evaluate(checkpoint: str | os.PathLike = "builtin:digits", out_dir: str | os
     methods, notes = load_methods(checkpoint)
     ck = load_checkpoint(checkpoint)
     streams = streams_for(settings, ck.class_names, ck.config.frame_size)
+    trained_on = ck.training.get("data", {})
+    if settings.data is None and trained_on.get("source") == "folder":
+        notes.append(f"trained on the folder {trained_on.get('root')} but evaluated on the "
+                     "moving-digits test scenes; --data DIR evaluates on clips of its kind")
     runners = _runners(methods, ck.class_names, ck.normalization, settings, device)
     rec = run_streams(runners, streams, settings.seed, progress)
     classes = len(ck.class_names)

@@ -120,3 +120,13 @@ def test_targets_comparing_a_method_near_chance_are_never_met():
     far = check_targets([row("full_frame", "off", 0.91, 0.09), row("v1", "off", 0.90, 0.02)],
                         EvalSettings(), chance=0.10)
     assert [t["status"] for t in far] == ["met", "met", "missed"]  # the last: no calibration
+
+
+def test_a_model_of_other_classes_is_never_scored_on_the_digits_scenes(tmp_path):
+    patterns = tmp_path / "patterns.pt"
+    save_checkpoint(patterns, AdaFocus(preset("tiny", num_classes=4)),
+                    ["top-left", "top-right", "bottom-left", "bottom-right"])
+    proc = subprocess.run([sys.executable, "-m", "stream.cli", "eval", str(patterns), "--out",
+                           str(tmp_path / "eval")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "are not the moving-digits scene's" in proc.stderr and "--data DIR" in proc.stderr
