@@ -241,7 +241,7 @@ def check_targets(rows: list[dict[str, Any]], settings: EvalSettings,
         if other is not None:
             lead = 100 * (best["accuracy"] - other["accuracy"])
             add(f"{name}: >= 10 points above {METHOD_TITLES[base]} at equal compute", lead >= 10,
-                f"+{lead:.1f} points ({other['gflops_per_frame']:.4f} GFLOPs/frame)", best, other)
+                f"{lead:+.1f} points ({other['gflops_per_frame']:.4f} GFLOPs/frame)", best, other)
     budget = f"{settings.target_budget:g}"
     skipped = get(name, budget)
     if skipped is None:
