@@ -27,6 +27,7 @@ _EXPORTS = {
     "OnlineRunner": "adafocus.runtime",
     "normalize_frames": "adafocus.runtime",
     "resolve_device": "adafocus.runtime",
+    "FrameResizer": "adafocus.data.resize",
     "OnlineAdaFocus": "adafocus.online",
     "OnlineBaseline": "adafocus.baselines",
     # models, their configuration and files

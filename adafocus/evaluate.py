@@ -3,20 +3,25 @@
 Every method of the table (glance-only, full-frame, centre patch, random patch,
 AdaFocus V1, AdaFocusV2), with skipping off and at each calibrated budget, runs as
 an online model (`OnlineAdaFocus`, `OnlineBaseline`) stepped frame by frame,
-causally, on the same held-out moving-digits test streams (test-split handwriting,
-test scene seeds) — exactly what the pipeline's worker does — and is judged per
-frame with
-adafocus.evaluate_metrics: accuracy of the published label against the current
-truth, GFLOPs actually spent per frame, and the delay from a label change to the
-first correct (held) published label.
+causally, on the same test streams (adafocus.evaluate_streams: held-out
+moving-digits scenes, or a user's labelled folder) — exactly what the pipeline's
+worker does — and is judged per frame with adafocus.evaluate_metrics: accuracy of
+the published label against the current truth (overall and per class, with the
+confusion matrix), GFLOPs actually spent per frame, and the delay from a label
+change to the first correct (held) published label.
 
-Writes report.json (everything), report.md (the table and the targets, met or
-missed) and plot.png (accuracy vs GFLOPs per frame).
+Every accuracy is read against chance, the accuracy of always answering the
+majority class of the test truth: a target whose comparison involves a method
+within CHANCE_MARGIN of chance is never reported met (two models at chance are
+"within 2 points" of each other and mean nothing).
+
+Writes report.json (everything), report.md (the tables and the targets, met,
+missed or at chance) and plot.png (accuracy vs GFLOPs per frame, chance marked):
+adafocus.evaluate_report.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -29,13 +34,20 @@ from tqdm import tqdm
 
 from adafocus.baselines import OnlineBaseline
 from adafocus.checkpoint import load_checkpoint
-from adafocus.data.moving_digits import MovingDigitsScene
+from adafocus.data.moving_digits import CLASS_NAMES
 from adafocus.evaluate_metrics import (
     DEFAULT_HOLD,
+    IGNORE,
     change_delays,
+    change_points,
+    confusion,
     frame_accuracy,
+    majority_chance,
+    per_class_accuracy,
     summarize_delays,
 )
+from adafocus.evaluate_report import METHOD_TITLES, write_report
+from adafocus.evaluate_streams import DigitsStreams, FolderStreams, TestStreams
 from adafocus.interface import CheckpointError
 from adafocus.models import AdaFocus
 from adafocus.online import OnlineAdaFocus
@@ -43,16 +55,16 @@ from adafocus.runtime import OnlineRunner
 from adafocus.skip import SkipThresholds, thresholds_for_budget
 from adafocus.train.comparisons import Method, compare_path, load_comparisons
 
-METHOD_ORDER = ("glance_only", "full_frame", "center", "random", "v1", "v2")
-METHOD_TITLES = {"glance_only": "glance only (f_G)", "full_frame": "full frame (f_L)",
-                 "center": "centre patch", "random": "random patch", "v1": "AdaFocus V1",
-                 "v2": "AdaFocusV2"}
+METHOD_ORDER = tuple(METHOD_TITLES)
+CHANCE_MARGIN = 0.05  # "a few points": closer to chance than this, an accuracy means nothing
+_CODES = {"full": 0, "glance": 1, "skip": 2}
 
 
 @dataclass(frozen=True)
 class EvalSettings:
     """Test streams: `streams` moving-digits test scenes (seeds 0..streams-1, like
-    synthetic://digits?seed=N), each run from frame 0 for `seconds` at `fps`."""
+    synthetic://digits?seed=N), each run from frame 0 for `seconds` at `fps`; or,
+    with `data`, every clip of that labelled folder, whole, sampled at `fps`."""
 
     streams: int = 8
     seconds: float = 60.0
@@ -61,6 +73,20 @@ class EvalSettings:
     hold: int = DEFAULT_HOLD
     target_budget: float = 0.3
     seed: int = 0
+    data: str | None = None
+
+
+@dataclass
+class Recording:
+    """What every runner published on every stream. truth and valid are (S, N), the
+    others (R, S, N), N the longest stream; frames past a stream's end are not
+    valid (truth -1)."""
+
+    truth: np.ndarray
+    valid: np.ndarray
+    preds: np.ndarray
+    gflops: np.ndarray
+    actions: np.ndarray
 
 
 def load_methods(checkpoint: str | os.PathLike) -> tuple[dict[str, Method], list[str]]:
@@ -106,44 +132,63 @@ def _online(method: Method, class_names: list[str], normalization: dict[str, lis
                           device=device, skip=skip)
 
 
-def run_streams(runners: list[tuple[str, str, OnlineRunner]], settings: EvalSettings,
-                frame_size: tuple[int, int], progress: bool = True
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def run_streams(runners: list[tuple[str, str, OnlineRunner]], streams: TestStreams,
+                seed: int = 0, progress: bool = True, group: int = 32, chunk: int = 250
+                ) -> Recording:
     """Step every runner through the same test streams, one frame at a time.
 
-    Returns truth (S, N), predictions (R, S, N), gflops (R, S, N) and the action
-    codes (R, S, N: 0 full, 1 glance, 2 skip).
+    Streams run `group` at a time (a stream's results never depend on the others in
+    its batch), each read `chunk` frames at a time; a stream that ended leaves the
+    batch. Actions are coded 0 full, 1 glance, 2 skip.
     """
-    scenes = [MovingDigitsScene(settings.seed + k, *frame_size, split="test", fps=settings.fps)
-              for k in range(settings.streams)]
-    ids = [f"test-{k}" for k in range(settings.streams)]
-    n = int(round(settings.seconds * settings.fps))
-    shape = (len(runners), len(scenes), n)
-    truth = np.zeros((len(scenes), n), np.int64)
-    preds, gflops = np.zeros(shape, np.int64), np.zeros(shape)
-    actions = np.zeros(shape, np.int8)
-    codes = {"full": 0, "glance": 1, "skip": 2}
-    torch.manual_seed(settings.seed)  # the random-patch baseline draws from it
-    for t in tqdm(range(n), desc="eval", disable=not progress, dynamic_ncols=True):
-        frames = np.stack([s.frame(t) for s in scenes])
-        truth[:, t] = [s.label_at(t) for s in scenes]
-        for r, (_, _, online) in enumerate(runners):
-            for k, res in enumerate(online.step(frames, ids)):
-                preds[r, k, t], gflops[r, k, t] = res.class_id, res.gflops
-                actions[r, k, t] = codes[res.action]
-    return truth, preds, gflops, actions
+    lengths = streams.lengths
+    shape = (len(lengths), max(lengths))
+    rec = Recording(np.full(shape, IGNORE, np.int64), np.zeros(shape, bool),
+                    np.zeros((len(runners), *shape), np.int64),
+                    np.zeros((len(runners), *shape)), np.zeros((len(runners), *shape), np.int8))
+    torch.manual_seed(seed)  # the random-patch baseline draws from it
+    bar = tqdm(total=sum(lengths), desc="eval", unit="frame", disable=not progress,
+               dynamic_ncols=True)
+    for first in range(0, len(lengths), group):
+        members = range(first, min(len(lengths), first + group))
+        for start in range(0, max(lengths[k] for k in members), chunk):
+            data = {k: streams.chunk(k, start, min(chunk, lengths[k] - start))
+                    for k in members if lengths[k] > start}
+            for dt in range(max(len(labels) for _, labels in data.values())):
+                active = [k for k, (_, labels) in data.items() if dt < len(labels)]
+                frames = np.stack([data[k][0][dt] for k in active])
+                t = start + dt
+                rec.truth[active, t] = [data[k][1][dt] for k in active]
+                rec.valid[active, t] = True
+                ids = [f"test-{k}" for k in active]
+                for r, (_, _, online) in enumerate(runners):
+                    for k, res in zip(active, online.step(frames, ids), strict=True):
+                        rec.preds[r, k, t], rec.gflops[r, k, t] = res.class_id, res.gflops
+                        rec.actions[r, k, t] = _CODES[res.action]
+                bar.update(len(active))
+        for _, _, online in runners:
+            for k in members:
+                online.drop(f"test-{k}")
+    bar.close()
+    return rec
 
 
-def _row(method: str, skip: str, truth: np.ndarray, preds: np.ndarray, gflops: np.ndarray,
-         actions: np.ndarray, gflops_full: float, settings: EvalSettings) -> dict[str, Any]:
-    delays = np.concatenate([change_delays(p, y, settings.hold) for p, y in zip(preds, truth,
-                                                                                 strict=True)])
+def _row(method: str, skip: str, rec: Recording, r: int, classes: int, gflops_full: float,
+         settings: EvalSettings) -> dict[str, Any]:
+    truth, valid, preds = rec.truth, rec.valid, rec.preds[r]
+    gflops, actions = rec.gflops[r][valid], rec.actions[r][valid]
+    delays = np.concatenate([change_delays(preds[k][valid[k]], truth[k][valid[k]], settings.hold)
+                             for k in range(len(truth))])
+    matrix = confusion(preds, truth, classes)
     row = {"method": method, "title": METHOD_TITLES[method], "skip": skip,
            "accuracy": frame_accuracy(preds.ravel(), truth.ravel()),
+           "per_class_accuracy": per_class_accuracy(matrix).tolist(),
            "gflops_per_frame": float(gflops.mean()),
            "compute_vs_full_frame": float(gflops.mean() / gflops_full),
            "skipped_fraction": float((actions == 2).mean()),
            "glance_fraction": float((actions == 1).mean())}
+    if skip == "off":
+        row["confusion"] = matrix.tolist()
     row.update(summarize_delays(delays, settings.fps))
     # the median over ALL changes, a missed one counting as never noticed: a model that
     # misses most changes must not look fast because of the few it caught
@@ -154,8 +199,11 @@ def _row(method: str, skip: str, truth: np.ndarray, preds: np.ndarray, gflops: n
     return row
 
 
-def check_targets(rows: list[dict[str, Any]], settings: EvalSettings) -> list[dict[str, Any]]:
-    """The issue's done-when targets, each with its numbers and met / missed."""
+def check_targets(rows: list[dict[str, Any]], settings: EvalSettings,
+                  chance: float = 0.0) -> list[dict[str, Any]]:
+    """The issue's done-when targets, each with its numbers and its status: "met",
+    "missed", or "at chance" (a method it compares is within CHANCE_MARGIN of the
+    majority-class accuracy `chance`: then it is never met)."""
     def get(method: str, skip: str = "off") -> dict[str, Any] | None:
         return next((r for r in rows if r["method"] == method and r["skip"] == skip), None)
 
@@ -166,23 +214,34 @@ def check_targets(rows: list[dict[str, Any]], settings: EvalSettings) -> list[di
     best = max(ada, key=lambda r: r["accuracy"])
     name = best["method"]
 
-    def add(text: str, met: bool | None, detail: str) -> None:
-        targets.append({"target": text, "met": met, "detail": detail})
+    def add(text: str, met: bool, detail: str, *compared: dict[str, Any]) -> None:
+        near = [r for r in compared if not r["accuracy"] >= chance + CHANCE_MARGIN]
+        if near:
+            what = ", ".join(f"{r['title']} ({r['skip']}) {100 * r['accuracy']:.1f}%"
+                             for r in near)
+            targets.append({"target": text, "met": False, "status": "at chance",
+                            "detail": f"{detail}; not judged: {what} within "
+                                      f"{100 * CHANCE_MARGIN:.0f} points of chance "
+                                      f"{100 * chance:.1f}%"})
+            return
+        targets.append({"target": text, "met": bool(met), "status": "met" if met else "missed",
+                        "detail": detail})
 
     full = get("full_frame")
     if full is not None:
         ratio = full["gflops_per_frame"] / best["gflops_per_frame"]
         add(f"{name}: >= 3x fewer GFLOPs/frame than full-frame", ratio >= 3,
-            f"{ratio:.2f}x ({best['gflops_per_frame']:.4f} vs {full['gflops_per_frame']:.4f})")
+            f"{ratio:.2f}x ({best['gflops_per_frame']:.4f} vs {full['gflops_per_frame']:.4f})",
+            best, full)
         gap = 100 * (full["accuracy"] - best["accuracy"])
         add(f"{name}: accuracy within 2 points of full-frame", gap <= 2,
-            f"{100 * best['accuracy']:.1f}% vs {100 * full['accuracy']:.1f}%")
+            f"{100 * best['accuracy']:.1f}% vs {100 * full['accuracy']:.1f}%", best, full)
     for base in ("random", "center"):
         other = get(base)
         if other is not None:
             lead = 100 * (best["accuracy"] - other["accuracy"])
             add(f"{name}: >= 10 points above {METHOD_TITLES[base]} at equal compute", lead >= 10,
-                f"+{lead:.1f} points ({other['gflops_per_frame']:.4f} GFLOPs/frame)")
+                f"{lead:+.1f} points ({other['gflops_per_frame']:.4f} GFLOPs/frame)", best, other)
     budget = f"{settings.target_budget:g}"
     skipped = get(name, budget)
     if skipped is None:
@@ -191,107 +250,60 @@ def check_targets(rows: list[dict[str, Any]], settings: EvalSettings) -> list[di
         drop = 100 * (best["accuracy"] - skipped["accuracy"])
         add(f"{name} skip at budget {budget}: accuracy within 3 points of skip-off", drop <= 3,
             f"{100 * skipped['accuracy']:.1f}% vs {100 * best['accuracy']:.1f}% "
-            f"({skipped['compute_vs_full_frame']:.3f} of full-frame compute)")
+            f"({skipped['compute_vs_full_frame']:.3f} of full-frame compute)", best, skipped)
         median = skipped["median_delay_all_s"]
         add(f"{name} skip at budget {budget}: median change delay < 0.5 s",
             bool(median < 0.5) if not math.isnan(median) else False,
             f"{median:.2f} s over all changes, missed ones counted as never "
             f"({100 * skipped['missed_fraction']:.0f}% missed; "
-            f"{skipped['median_delay_s']:.2f} s over those noticed)")
+            f"{skipped['median_delay_s']:.2f} s over those noticed)", skipped)
     return targets
 
 
-def markdown(report: dict[str, Any]) -> str:
-    """The table and targets as Markdown (pasted into the README)."""
-    s = report["settings"]
-    lines = [f"Online evaluation of `{report['checkpoint']}` on {s['streams']} held-out "
-             f"moving-digits test streams x {s['seconds']:g} s at {s['fps']:g} fps "
-             f"({report['frames']} frames, {report['changes']} label changes), "
-             f"device {report['device']}.", "",
-             "| method | skip budget | accuracy | GFLOPs/frame | vs full-frame | "
-             "median change delay | missed changes | frames skipped / glance-only |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in report["rows"]:
-        delay = (f"{r['median_delay_frames']:.0f} fr / {r['median_delay_s']:.2f} s"
-                 if not math.isnan(r["median_delay_frames"]) else "-")
-        if math.isinf(r["median_delay_all_frames"]):
-            delay = f"never (noticed: {delay})"
-        lines.append(
-            f"| {r['title']} | {r['skip']} | {100 * r['accuracy']:.1f}% | "
-            f"{r['gflops_per_frame']:.4f} | {r['compute_vs_full_frame']:.3f} | {delay} | "
-            f"{100 * r['missed_fraction']:.1f}% | "
-            f"{100 * r['skipped_fraction']:.0f}% / {100 * r['glance_fraction']:.0f}% |")
-    lines += ["", "Targets:", ""]
-    for t in report["targets"]:
-        lines.append(f"- {'met' if t['met'] else 'MISSED'}: {t['target']} ({t['detail']})")
-    for note in report["notes"]:
-        lines.append(f"- note: {note}")
-    return "\n".join(lines) + "\n"
-
-
-def plot(report: dict[str, Any], path: Path) -> None:
-    """Accuracy vs GFLOPs per frame, one line per method through its skip settings."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    for method in METHOD_ORDER:
-        rows = sorted((r for r in report["rows"] if r["method"] == method),
-                      key=lambda r: r["gflops_per_frame"])
-        if not rows:
-            continue
-        x = [r["gflops_per_frame"] for r in rows]
-        y = [100 * r["accuracy"] for r in rows]
-        ax.plot(x, y, marker="o", label=METHOD_TITLES[method])
-        off = next(r for r in rows if r["skip"] == "off")
-        ax.scatter([off["gflops_per_frame"]], [100 * off["accuracy"]], s=90,
-                   facecolors="none", edgecolors="black", zorder=3)
-    ax.set_xscale("log")
-    ax.set_xlabel("GFLOPs (GMACs) per frame, log scale")
-    ax.set_ylabel("per-frame accuracy of the current label (%)")
-    ax.set_title("Online, causal, endless test streams (circled: skipping off)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _json_safe(x: Any) -> Any:
-    """NaN / inf (e.g. no change noticed) become null: strict JSON readers reject them."""
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
+def streams_for(settings: EvalSettings, class_names: list[str], frame_size: tuple[int, int]
+                ) -> TestStreams:
+    """The folder `settings.data` when given, else the moving-digits test scenes, which
+    only a model of the ten digits can be judged on (anything else would silently be
+    scored against labels it does not know)."""
+    if settings.data is not None:
+        return FolderStreams(settings.data, class_names, settings.fps, frame_size)
+    if list(class_names) != CLASS_NAMES:
+        shown = ", ".join(class_names[:5]) + (", ..." if len(class_names) > 5 else "")
+        raise ValueError(f"this model's classes ({shown}) are not the moving-digits scene's; "
+                         "evaluate it on a labelled folder of its own kind: --data DIR")
+    return DigitsStreams(settings.streams, settings.seconds, settings.fps, settings.seed,
+                         frame_size)
 
 
 def evaluate(checkpoint: str | os.PathLike = "builtin:digits", out_dir: str | os.PathLike =
              "runs/eval", settings: EvalSettings | None = None, device: str = "cpu",
              progress: bool = True) -> dict[str, Any]:
-    """Run the comparison and write report.json, report.md and plot.png to `out_dir`."""
+    """Run the comparison and write report.json, report.md and plot.png to `out_dir`.
+    A folder whose labels the model does not know raises DatasetError (a ValueError)."""
     settings = settings or EvalSettings()
     methods, notes = load_methods(checkpoint)
     ck = load_checkpoint(checkpoint)
+    streams = streams_for(settings, ck.class_names, ck.config.frame_size)
+    trained_on = ck.training.get("data", {})
+    if settings.data is None and trained_on.get("source") == "folder":
+        notes.append(f"trained on the folder {trained_on.get('root')} but evaluated on the "
+                     "moving-digits test scenes; --data DIR evaluates on clips of its kind")
     runners = _runners(methods, ck.class_names, ck.normalization, settings, device)
-    truth, preds, gflops, actions = run_streams(runners, settings, ck.config.frame_size,
-                                                progress)
-    gflops_full = ck.costs.local_full
-    rows = [_row(name, skip, truth, preds[r], gflops[r], actions[r], gflops_full, settings)
+    rec = run_streams(runners, streams, settings.seed, progress)
+    classes = len(ck.class_names)
+    rows = [_row(name, skip, rec, r, classes, ck.costs.local_full, settings)
             for r, (name, skip, _) in enumerate(runners)]
+    majority, chance = majority_chance(rec.truth)
     report = {"checkpoint": os.fspath(checkpoint), "device": str(runners[0][2].device),
-              "settings": asdict(settings), "frames": int(truth.size),
-              "changes": int(sum(len(change_delays(y, y)) for y in truth)),
+              "settings": asdict(settings), "streams": streams.description,
+              "class_names": list(ck.class_names), "frames": int(rec.valid.sum()),
+              "labelled_frames": int((rec.truth != IGNORE).sum()),
+              "changes": int(sum(len(change_points(y)) for y in rec.truth)),
+              "chance": {"label": ck.class_names[majority] if majority >= 0 else None,
+                         "accuracy": chance},
               "validation_accuracy": {k: m.val_accuracy for k, m in methods.items()},
+              "validation": ck.training.get("validation"),
               "rows": rows, "notes": notes}
-    report["targets"] = check_targets(rows, settings)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(_json_safe(report), indent=2) + "\n")
-    (out / "report.md").write_text(markdown(report))
-    plot(report, out / "plot.png")
+    report["targets"] = check_targets(rows, settings, chance)
+    write_report(report, Path(out_dir))
     return report

@@ -84,6 +84,36 @@ def summarize_delays(delays: np.ndarray, fps: float) -> dict[str, float]:
     return stats
 
 
+def confusion(pred: np.ndarray, truth: np.ndarray, classes: int) -> np.ndarray:
+    """(classes, classes) counts of labelled frames: row = true class, column =
+    published class."""
+    pred, truth = np.asarray(pred).ravel(), np.asarray(truth).ravel()
+    labelled = truth != IGNORE
+    flat = truth[labelled] * classes + pred[labelled]
+    return np.bincount(flat, minlength=classes * classes).reshape(classes, classes)
+
+
+def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
+    """Accuracy on the frames of each true class (the confusion's diagonal over its
+    rows); NaN for a class no frame shows."""
+    matrix = np.asarray(matrix, np.float64)
+    shown = matrix.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(shown > 0, np.diag(matrix) / shown, np.nan)
+
+
+def majority_chance(truth: np.ndarray) -> tuple[int, float]:
+    """(class, accuracy) of always answering the commonest true class: the chance
+    level a model must clearly beat before any comparison of it means anything.
+    (-1, NaN) when no frame is labelled."""
+    labels = np.asarray(truth).ravel()
+    labels = labels[labels != IGNORE]
+    if not len(labels):
+        return IGNORE, float("nan")
+    counts = np.bincount(labels)
+    return int(counts.argmax()), float(counts.max() / len(labels))
+
+
 def gflops_per_frame(gflops: np.ndarray) -> float:
     """Mean compute per frame of the stream, skipped frames (0 GFLOPs) included."""
     gflops = np.asarray(gflops, np.float64)

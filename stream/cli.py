@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "bench": "Measure real-time streams served vs the full-frame network.",
     "train": "Train AdaFocus and its baselines from a train config.",
     "eval": "Compare AdaFocus with its baselines online on test streams.",
+    "export": "Write a synthetic scene as a labelled video folder (clips + labels.csv).",
 }
 
 

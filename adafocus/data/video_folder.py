@@ -11,14 +11,16 @@ line and the problem (missing file, unknown label, overlapping segments, a file
 PyAV cannot decode), so a bad dataset fails in seconds, not hours into
 training. Frames are decoded with PyAV and sampled CAUSALLY: the frame returned
 for time t is the newest frame whose timestamp is <= t, which is what a live
-camera feeding the pipeline would show at t. Frames are resized (plain stretch,
-like the live producers) to the requested (H, W) as RGB uint8; times without a
-labelled segment (and times after the end of the video, where the last frame is
-held) get label -1, which training ignores.
+camera feeding the pipeline would show at t. Frames are fitted into the
+requested (H, W) as RGB uint8 exactly as the live producers fit a camera's
+(adafocus.data.resize: aspect kept, letterboxed when it differs); times without
+a labelled segment (and times after the end of the video, where the last frame
+is held) get label -1, which training ignores.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
 from bisect import bisect_right
@@ -29,11 +31,12 @@ from pathlib import Path
 import av
 import numpy as np
 
+from adafocus.data.resize import FrameResizer
+
 IGNORE = -1
 _CLIP_HEADER = ("file", "label")
 _SEGMENT_HEADER = ("file", "start_s", "end_s", "label")
 _EPS = 1e-6  # seconds: timestamps within this of a sample time count as shown by then
-RESIZE_INTERPOLATION = "AREA"  # antialiased downscale; sws area averaging
 
 
 class DatasetError(ValueError):
@@ -189,6 +192,19 @@ class VideoFolder:
     def __len__(self) -> int:
         return len(self.videos)
 
+    def subset(self, indices: Sequence[int]) -> VideoFolder:
+        """The same folder (same class names) restricted to some of its clips."""
+        part = copy.copy(self)
+        part.videos = [self.videos[i] for i in indices]
+        return part
+
+    def main_label(self, video: int) -> int:
+        """The label covering the most time of one clip."""
+        time: dict[int, float] = {}
+        for s in self.videos[video].segments:
+            time[s.label] = time.get(s.label, 0.0) + s.end_s - s.start_s
+        return max(time, key=lambda label: (time[label], -label))
+
     def label_at(self, video: int, t: float) -> int:
         """Label at time t seconds of one video; -1 outside every labelled segment."""
         segments = self.videos[video].segments
@@ -216,7 +232,8 @@ class VideoFolder:
                 if times[0] > 0:
                     target = (times[0] + info.start_offset_s) / stream.time_base
                     container.seek(int(target), stream=stream, backward=True)
-                k = self._fill(container.decode(stream), info, times, out, height, width)
+                k = self._fill(container.decode(stream), info, times, out,
+                               FrameResizer(height, width))
         except (av.FFmpegError, OSError) as e:
             raise DatasetError(f"decoding {info.path} failed: {e}") from None
         if k == 0:
@@ -224,8 +241,8 @@ class VideoFolder:
         return out
 
     @staticmethod
-    def _fill(frames, info: VideoInfo, times: np.ndarray, out: np.ndarray, height: int,
-              width: int) -> int:
+    def _fill(frames, info: VideoInfo, times: np.ndarray, out: np.ndarray,
+              resize: FrameResizer) -> int:
         """Walk the decoded frames, writing each into the sample times it covers
         (converting a frame to RGB only if some sample shows it); returns how
         many samples were written (all, unless nothing decoded)."""
@@ -235,7 +252,7 @@ class VideoFolder:
         def rgb(frame: av.VideoFrame) -> np.ndarray:
             nonlocal shown
             if shown[0] is not frame:
-                shown = (frame, _rgb(frame, height, width))
+                shown = (frame, resize(frame))
             return shown[1]
 
         for frame in frames:
@@ -267,6 +284,27 @@ class VideoFolder:
         return self.frames_at(video, times, height, width), labels
 
 
-def _rgb(frame: av.VideoFrame, height: int, width: int) -> np.ndarray:
-    return frame.to_ndarray(width=width, height=height, format="rgb24",
-                            interpolation=RESIZE_INTERPOLATION)
+def split_by_clip(folder: VideoFolder, fraction: float, seed: int
+                  ) -> tuple[VideoFolder, VideoFolder]:
+    """(training, validation) parts of a folder, whole clips on either side, never one
+    clip on both: frames of one clip are near-copies of each other, so validating on
+    frames of training clips measures memory, not recognition. About ``fraction`` of
+    the clips of each main label (``main_label``) are held out, at least one in all,
+    chosen by ``seed``; a label with a single clip keeps it for training."""
+    if len(folder) < 2:
+        raise DatasetError(f"{folder.labels_csv}: a validation split needs at least 2 clips, "
+                           f"found {len(folder)}; add clips or give a validation folder")
+    rng = np.random.default_rng([seed, 0x5E1])
+    by_label: dict[int, list[int]] = {}
+    for k in range(len(folder)):
+        by_label.setdefault(folder.main_label(k), []).append(k)
+    held: list[int] = []
+    for label in sorted(by_label):
+        clips = [int(k) for k in rng.permutation(by_label[label])]
+        if len(clips) > 1:
+            held += clips[:min(len(clips) - 1, round(fraction * len(clips)))]
+    if not held:  # every label too rare for its share: hold out one clip of the commonest
+        largest = max(by_label.values(), key=len)
+        held = [int(rng.choice(largest))] if len(largest) > 1 else [len(folder) - 1]
+    kept = [k for k in range(len(folder)) if k not in set(held)]
+    return folder.subset(kept), folder.subset(sorted(held))

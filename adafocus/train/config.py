@@ -18,6 +18,7 @@ import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from adafocus.config import PRESET_NAMES, AdaFocusConfig, preset
+from adafocus.interface import CheckpointError, resolve_spec
 from adafocus.schema import LISTS_OK, Schema, causes, located, problems
 
 Count = Annotated[int, Field(ge=1)]
@@ -41,20 +42,60 @@ class Section(Schema):
 
 
 class ModelSection(Section):
-    """Which AdaFocus to build: a preset plus field overrides of AdaFocusConfig."""
+    """Which AdaFocus to build and what it starts from.
+
+    A preset plus field overrides of AdaFocusConfig. What the data decides is not
+    written here unless wanted: the class count always follows the data, and with a
+    folder the frame size follows its videos (adafocus.train.data) unless
+    `overrides.frame_size` is set (then videos of another shape are letterboxed).
+
+    Starting weights (nothing is ever downloaded): `init`, a checkpoint (path or
+    builtin:NAME) whose tensors start every model of the run, its heads re-initialised
+    when its classes differ (adafocus.train.start); `glance_weights` / `local_weights`,
+    torchvision state-dict files of MobileNetV2 / ResNet-50 for the `paper` backbones
+    (adafocus.models.pretrained). Relative paths are from the working directory.
+    """
 
     preset: Literal[PRESET_NAMES] = "tiny"
     overrides: dict[str, Any] = Field(default_factory=dict)
+    init: Annotated[str, Field(min_length=1)] | None = None
+    glance_weights: Annotated[str, Field(min_length=1)] | None = None
+    local_weights: Annotated[str, Field(min_length=1)] | None = None
+
+    @field_validator("init")
+    @classmethod
+    def _init_exists(cls, spec: str | None) -> str | None:
+        if spec is not None:
+            try:
+                resolve_spec(spec)
+            except CheckpointError as exc:
+                raise ValueError(str(exc)) from None
+        return spec
+
+    @field_validator("glance_weights", "local_weights")
+    @classmethod
+    def _weights_exist(cls, path: str | None) -> str | None:
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"no file at {path}")
+        return path
 
     @model_validator(mode="after")
     def _builds_a_model(self) -> ModelSection:
-        """The overrides must make a valid AdaFocusConfig (each problem at its key)."""
+        """The overrides must make a valid AdaFocusConfig, and torchvision weights need
+        its torchvision backbones (each problem at its key)."""
         try:
-            preset(self.preset, **{**self.overrides, "policy": "v1"})
+            config = preset(self.preset, **{**self.overrides, "policy": "v1"})
         except ValidationError as exc:
             raise located("ModelSection", [(("overrides", *loc), message)
                                            for loc, message in causes(exc, AdaFocusConfig)]
                           ) from None
+        found = [((key,), f"torchvision weights need {arch_key} {arch} (the paper preset), "
+                          f"not {getattr(config, arch_key)}")
+                 for key, arch_key, arch in (("glance_weights", "glance_arch", "mobilenet_v2"),
+                                             ("local_weights", "local_arch", "resnet50"))
+                 if getattr(self, key) is not None and getattr(config, arch_key) != arch]
+        if found:
+            raise located("ModelSection", found)
         return self
 
 
@@ -62,7 +103,12 @@ class DataSection(Section):
     """Causal training sequences, sampled like the pipeline sees a stream.
 
     `source` is "moving_digits" (synthetic scenes; `train_scenes` seeds of the
-    train split) or "folder" (a user folder of labelled videos at `root`).
+    train split, validated on `val_scenes` of the val split) or "folder" (a user
+    folder of labelled videos at `root`, adafocus.data.video_folder). A folder is
+    validated on `val_root` (another labelled folder) when given, else on
+    `val_fraction` of its clips held out by clip, never by frame (stratified by each
+    clip's main label, drawn from `seed`): model selection, skip calibration and
+    every validation figure come from clips training never saw.
     Each sequence is `seq_len` model steps (adafocus.data.streams); the gap
     between consecutive steps is 1..`max_gap` frames, one per sequence
     (`gap_mode: fixed`) or drawn per step (`random`, like adaptive skipping), so
@@ -72,6 +118,8 @@ class DataSection(Section):
 
     source: Literal["moving_digits", "folder"] = "moving_digits"
     root: str | None = None
+    val_root: str | None = None
+    val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2
     train_scenes: Count = 1000
     val_scenes: Count = 100
     fps: Rate = 25.0
@@ -81,11 +129,41 @@ class DataSection(Section):
     change_fraction: Fraction = 0.5
     batch_size: Count = 32
 
+    @field_validator("root", "val_root")
+    @classmethod
+    def _is_a_labelled_folder(cls, root: str | None, info: ValidationInfo) -> str | None:
+        """Checked for a folder source only (and beside any other problem of the file)."""
+        if root is not None and info.data.get("source") == "folder":
+            problem = _labelled_folder_problem(root)
+            if problem:
+                raise ValueError(problem)
+        return root
+
     @model_validator(mode="after")
-    def _folder_needs_a_root(self) -> DataSection:
-        if self.source == "folder" and not self.root:
-            raise located("DataSection", [(("root",), "is required when data.source is folder")])
+    def _relations(self) -> DataSection:
+        found: list[tuple[tuple[str, ...], str]] = []
+        if self.source == "folder":
+            if not self.root:
+                found.append((("root",), "is required when data.source is folder"))
+            if self.val_root is None and self.val_fraction == 0:
+                found.append((("val_fraction",), "must be > 0 without data.val_root: "
+                                                 "validating on training clips would pick "
+                                                 "the model that memorised them best"))
+        elif self.val_root is not None:
+            found.append((("val_root",), "is for data.source folder; moving_digits "
+                                         "validates on its own val split"))
+        if found:
+            raise located("DataSection", found)
         return self
+
+
+def _labelled_folder_problem(root: str) -> str | None:
+    """Why `root` is not a labelled folder (None when it is)."""
+    if not Path(root).is_dir():
+        return f"no folder at {root}"
+    if not (Path(root) / "labels.csv").is_file():
+        return f"no labels.csv in {root} (see adafocus.data.video_folder for the layout)"
+    return None
 
 
 class StageSection(Section):
@@ -126,7 +204,8 @@ class V2Section(Section):
 
 
 class PretrainSection(Section):
-    """f_L on patches around the digit (moving digits only; steps 0 to skip)."""
+    """f_L on patches around the digit: needs object boxes, so it runs on moving
+    digits only and is skipped (logged) for a folder; steps 0 skips it everywhere."""
 
     steps: Steps = 300
     lr: Rate = 2e-3
@@ -140,7 +219,8 @@ class BoxWarmupSection(Section):
     papers, which learn where to look from the classification signal alone. From a
     uniform start that signal is too weak for a CPU budget (V1's PPO reward is ~0
     while f_C cannot use patches; V2's crop gradient is noise), so when the source
-    knows its boxes (moving digits; user folders do not, so all steps must be 0):
+    knows its boxes (moving digits; a user folder does not, and the stages are then
+    skipped, logged, whatever their steps, so a copied config runs as it is):
 
     - `glance_steps`: f_G + a 1x1 conv locator learn which glance cell holds the
       digit (single frames, batch `batch_size`); f_G then starts the glance-only
@@ -203,35 +283,6 @@ class TrainConfig(Schema):
     output: OutputSection = Field(default_factory=OutputSection)
     ship: Literal["best", "v1", "v2"] = "best"
 
-    @field_validator("pretrain")
-    @classmethod
-    def _pretrain_needs_object_boxes(cls, pretrain: PretrainSection, info: ValidationInfo
-                                     ) -> PretrainSection:
-        if pretrain.steps and not _knows_boxes(info):
-            raise located("TrainConfig", [(("steps",), "must be 0 unless data.source is "
-                                           "moving_digits (only it knows where objects are)")])
-        return pretrain
-
-    @field_validator("boxes")
-    @classmethod
-    def _box_warmups_need_boxes(cls, boxes: BoxWarmupSection, info: ValidationInfo
-                                ) -> BoxWarmupSection:
-        found = [((key,), "must be 0 unless data.source is moving_digits (only it knows "
-                          "the boxes)")
-                 for key in ("glance_steps", "steps") if getattr(boxes, key)]
-        if found and not _knows_boxes(info):
-            raise located("TrainConfig", found)
-        return boxes
-
-
-def _knows_boxes(info: ValidationInfo) -> bool:
-    """Whether the data source knows object boxes; True when data.source is itself
-    invalid (that problem is reported at its own key)."""
-    data = info.data.get("data")
-    return data is None or data.source == "moving_digits"
-
-
-
 
 def load_train_config(path: str | Path) -> TrainConfig:
     """Read and validate a YAML train config; relative output paths stay relative to
@@ -271,6 +322,29 @@ def to_dict(cfg: TrainConfig) -> dict[str, Any]:
     return plain(cfg.model_dump())
 
 
-def model_config(cfg: TrainConfig, policy: str) -> AdaFocusConfig:
-    """The AdaFocusConfig of the run's V1 or V2 model."""
-    return preset(cfg.model.preset, **{**cfg.model.overrides, "policy": policy})
+def with_init(cfg: TrainConfig, spec: str) -> TrainConfig:
+    """`cfg` starting from the checkpoint `spec` (`train --init`), validated again."""
+    raw = to_dict(cfg)
+    return parse_train_config({**raw, "model": {**raw["model"], "init": spec}})
+
+
+def model_config(cfg: TrainConfig, policy: str, decided: Mapping[str, Any] | None = None
+                 ) -> AdaFocusConfig:
+    """The AdaFocusConfig of the run's V1 or V2 model. `decided` holds what the data
+    decides (adafocus.train.data: class count, a folder's frame geometry); an override
+    written in the config wins over it, except the class count, which must agree.
+    Raises TrainConfigError naming the keys when the two do not fit together."""
+    decided = dict(decided or {})
+    overrides = cfg.model.overrides
+    classes = decided.get("num_classes")
+    if classes is not None and overrides.get("num_classes", classes) != classes:
+        raise TrainConfigError(f"model.overrides.num_classes: {overrides['num_classes']} but "
+                               f"the data has {classes} classes (leave it out: it follows "
+                               "the data)")
+    try:
+        return preset(cfg.model.preset, **{**decided, **overrides, "policy": policy})
+    except ValidationError as exc:
+        where = ", ".join(f"{k} {v}" for k, v in decided.items() if k != "num_classes")
+        raise TrainConfigError("; ".join(
+            f"{line} (with {where} from the data)" if where else line
+            for line in problems(exc, AdaFocusConfig, "model.overrides"))) from None

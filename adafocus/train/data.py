@@ -1,39 +1,107 @@
-"""Training batches from the config's data section.
+"""The run's data and its training batches, from the config's data section.
 
-Wires the data package's causal sequence sampler (adafocus.data.streams) to the
-training loop. Sequence i of a stage is `SequenceDataset.item(i)`, a pure
-function of (seed, i), and step k takes items k*B .. k*B+B-1: a resumed run sees
-exactly the batches an uninterrupted one would.
+`open_data` opens the source (moving digits, or a folder with a real validation
+split) and says what the data decides of the model: its class count and, for a
+folder, its frame geometry (adafocus.geometry). The samplers wire the data
+package's causal sequence sampler (adafocus.data.streams) to the training loop.
+Sequence i of a stage is `SequenceDataset.item(i)`, a pure function of (seed, i),
+and step k takes items k*B .. k*B+B-1: a resumed run sees exactly the batches an
+uninterrupted one would.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
-from adafocus.data.streams import DigitsSource, FolderSource, SequenceDataset
+from adafocus.data.moving_digits import CLASS_NAMES
+from adafocus.data.streams import DigitsSource, FolderSource, SequenceDataset, SequenceSource
+from adafocus.data.video_folder import VideoFolder, split_by_clip
+from adafocus.geometry import common_size, scaled_glance, size_text
 from adafocus.runtime import normalize_frames
-from adafocus.train.config import DataSection
+from adafocus.train.config import DataSection, TrainConfig, model_config
 from adafocus.train.loop import Batch
 
 
-def sources(data: DataSection, frame_size: tuple[int, int]):
-    """(train source, validation source, class names) of the data section."""
-    h, w = frame_size
-    if data.source == "folder":
-        from adafocus.data.video_folder import VideoFolder
+@dataclass
+class TrainingData:
+    """What the data section gives a run: the training and validation sources, the
+    class names, what the data decides of the model (`decided`, for
+    config.model_config), whether it knows object boxes (the box-only stages need
+    them) and plain-data summaries of the data and of its validation part for the
+    checkpoint."""
 
-        folder = VideoFolder(data.root)
-        src = FolderSource(folder, h, w, data.fps)
-        return src, src, list(folder.class_names)
+    train: SequenceSource
+    val: SequenceSource
+    class_names: list[str]
+    decided: dict[str, Any]
+    knows_boxes: bool
+    summary: dict[str, Any]
+    validation: dict[str, Any]
+
+
+def open_data(cfg: TrainConfig) -> TrainingData:
+    """Open (and check) the run's data; raises DatasetError (a ValueError) naming the
+    CSV line for a bad folder, TrainConfigError when it and the model config clash."""
+    if cfg.data.source == "folder":
+        return _folder_data(cfg)
+    data = cfg.data
+    decided = {"num_classes": len(CLASS_NAMES)}
+    h, w = model_config(cfg, "v1", decided).frame_size
     train = DigitsSource("train", h, w, data.fps, scenes=data.train_scenes,
                          cache=data.train_scenes)  # ~2 MB each: keep all, never rebuild
     val = DigitsSource("val", h, w, data.fps, scenes=data.val_scenes)
-    from adafocus.data.moving_digits import CLASS_NAMES
+    return TrainingData(train, val, list(CLASS_NAMES), decided, True,
+                        {"source": "moving_digits", "train_scenes": data.train_scenes},
+                        {"kind": "moving-digits val split", "scenes": data.val_scenes})
 
-    return train, val, list(CLASS_NAMES)
+
+def _folder_data(cfg: TrainConfig) -> TrainingData:
+    """A folder validated on `val_root`, or on `val_fraction` of its clips held out."""
+    data = cfg.data
+    folder = VideoFolder(data.root)
+    if data.val_root is not None:
+        train, val = folder, VideoFolder(data.val_root, class_names=folder.class_names)
+        validation = {"kind": "folder", "root": data.val_root, "clips": len(val)}
+    else:
+        train, val = split_by_clip(folder, data.val_fraction, cfg.seed)
+        validation = {"kind": "held out by clip", "fraction": data.val_fraction,
+                      "clips": [v.path.name for v in val.videos]}
+    decided, geometry = _geometry(cfg, [(v.height, v.width)
+                                        for v in train.videos + val.videos],
+                                  len(folder.class_names))
+    h, w = model_config(cfg, "v1", decided).frame_size
+    summary = {"source": "folder", "root": data.root, "train_clips": len(train),
+               "geometry": geometry}
+    return TrainingData(FolderSource(train, h, w, data.fps), FolderSource(val, h, w, data.fps),
+                        list(folder.class_names), decided, False, summary, validation)
+
+
+def _geometry(cfg: TrainConfig, sizes: list[tuple[int, int]], classes: int
+              ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(what the videos decide of the model, how, for the summary): the videos' own
+    frame size unless the config sets one, and a glance scaled like the preset's."""
+    decided: dict[str, Any] = {"num_classes": classes}
+    counts = Counter(size_text(s) for s in sizes)
+    overrides = cfg.model.overrides
+    if "frame_size" in overrides:
+        return decided, {"frame_size": "model.overrides.frame_size; videos fitted "
+                                       "(letterboxed where their aspect differs)",
+                         "video_sizes": dict(counts)}
+    native = common_size(sizes)
+    decided["frame_size"] = native
+    if "glance_size" not in overrides:
+        base = model_config(cfg, "v1", {"num_classes": classes})
+        decided["glance_size"] = scaled_glance(native, base.frame_size, base.glance_size)
+    return decided, {"frame_size": f"the videos' own size {size_text(native)}"
+                                   + ("" if len(counts) == 1 else
+                                      "; videos of other sizes letterboxed"),
+                     "video_sizes": dict(counts)}
 
 
 def sequences(dataset: SequenceDataset, first: int, count: int) -> tuple[np.ndarray, np.ndarray]:

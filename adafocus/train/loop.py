@@ -1,5 +1,6 @@
-"""The one optimisation loop every stage uses: seeded steps, a progress bar,
-periodic resumable saves, cosine learning-rate decay.
+"""The one optimisation loop every stage uses: seeded steps, a progress bar (and
+the whole run's progress line, adafocus.train.progress), periodic resumable
+saves, cosine learning-rate decay.
 
 A stage is a name, an optimiser over some parameter groups and a `step`
 function that turns one batch into losses. The loop owns everything else, so
@@ -19,6 +20,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from adafocus.train.config import StageSection
+from adafocus.train.progress import RunProgress
 from adafocus.train.state import RunState, seed_step
 
 
@@ -40,7 +42,8 @@ StepFn = Callable[[Batch, Update], dict[str, float]]
 
 @dataclass
 class StageContext:
-    """What every stage shares: the run state, the seed, the batch sampler, progress."""
+    """What every stage shares: the run state, the seed, the batch sampler, progress
+    (`progress`: per-stage bars; `tracker`: the whole run's line with its estimate)."""
 
     run: RunState
     seed: int
@@ -48,6 +51,7 @@ class StageContext:
     save_every: int
     progress: bool = True
     log: Callable[[str], None] = print
+    tracker: RunProgress | None = None
 
 
 def run_stage(ctx: StageContext, name: str, section: StageSection | Any,
@@ -79,7 +83,9 @@ def run_stage(ctx: StageContext, name: str, section: StageSection | Any,
     start = run.resume(name, optimizer, scheduler)
     if start == 0 and on_start is not None:
         on_start()
-    if start:
+    if ctx.tracker is not None:
+        ctx.tracker.begin(name, start)
+    elif start:
         ctx.log(f"{name}: resuming at step {start}/{section.steps}")
 
     def update(loss: Tensor) -> None:
@@ -99,6 +105,8 @@ def run_stage(ctx: StageContext, name: str, section: StageSection | Any,
         history.append(logs)
         smooth = {k: v if k not in smooth else 0.9 * smooth[k] + 0.1 * v for k, v in logs.items()}
         bar.set_postfix({k: f"{v:.3f}" for k, v in smooth.items()}, refresh=False)
+        if ctx.tracker is not None:
+            ctx.tracker.advance()
         if (step + 1) % ctx.save_every == 0 and step + 1 < section.steps:
             run.save(name, step + 1, optimizer, scheduler)
     bar.close()
@@ -106,6 +114,8 @@ def run_stage(ctx: StageContext, name: str, section: StageSection | Any,
     summary = {k: float(np.mean([h[k] for h in tail])) for k in tail[0]} if tail else {}
     summary["steps"] = float(section.steps)
     run.finish(name, summary)
+    if ctx.tracker is not None:
+        ctx.tracker.end(name)
     return summary
 
 

@@ -1,5 +1,11 @@
 """`train(config)`: every stage of one training run, resumable, then calibration and
-the two output files (the checkpoint and its `.compare.pt`)."""
+the two output files (the checkpoint and its `.compare.pt`).
+
+The stages that need object boxes (f_L pretraining, the box warm starts) run only
+on data that knows them (moving digits); on a folder they are skipped, logged and
+recorded in the checkpoint, so a config copied from the digits one runs as it is.
+Model selection and skip calibration use the data's validation part (a folder's
+held-out clips or validation folder, adafocus.train.data), never training data."""
 
 from __future__ import annotations
 
@@ -22,20 +28,25 @@ from adafocus.train.config import (
     BoxWarmupSection,
     StageSection,
     TrainConfig,
+    TrainConfigError,
     model_config,
+    parse_train_config,
     to_dict,
 )
 from adafocus.train.data import (
     batch_sampler,
     box_sequence_sampler,
     object_crop_sampler,
+    open_data,
     sequences,
-    sources,
 )
 from adafocus.train.loop import StageContext
+from adafocus.train.progress import RunProgress
+from adafocus.train.start import backbone_weights, init_from_checkpoint
 from adafocus.train.state import RunState, seed_step
 
 NORMALIZATION = IMAGENET_NORMALIZATION
+BOX_STAGES = ("pretrain.local", "pretrain.glance", "v1.boxes", "v2.boxes")  # need object boxes
 
 
 @dataclass
@@ -56,44 +67,54 @@ def state_path(cfg: TrainConfig, checkpoint: Path) -> Path:
 def train(cfg: TrainConfig, *, device: str = "cpu", output: str | Path | None = None,
           restart: bool = False, progress: bool = True, log=print) -> TrainResult:
     """Train baselines, AdaFocus V1 (3 stages) and V2 on causal sequences, calibrate
-    skipping for every model, and write the checkpoint (the better variant, or
-    `cfg.ship`) plus its comparison file. Resumes from the state file when present
-    (same config required) unless `restart`."""
+    skipping for every model on the validation data, and write the checkpoint (the
+    variant better on validation, or `cfg.ship`) plus its comparison file. Starts
+    from `cfg.model`'s weights (adafocus.train.start); resumes from the state file
+    when present (same config required) unless `restart`."""
     began = time.perf_counter()
     dev = resolve_device(device)
     checkpoint = Path(output) if output is not None else Path(cfg.output.checkpoint)
-    v1_cfg, v2_cfg = model_config(cfg, "v1"), model_config(cfg, "v2")
+    data = open_data(cfg)
+    v1_cfg, v2_cfg = (model_config(cfg, p, data.decided) for p in ("v1", "v2"))
     torch.manual_seed(cfg.seed)
     models: dict[str, torch.nn.Module] = {
         "glance_only": GlanceOnly(v1_cfg), "full_frame": FullFrame(v1_cfg),
         "v1": AdaFocus(v1_cfg), "random_patch": AdaFocus(v1_cfg), "v2": AdaFocus(v2_cfg)}
+    start = {"backbones": backbone_weights(cfg.model, models)}
+    if cfg.model.init is not None:
+        start.update(init_from_checkpoint(cfg.model.init, models, data.class_names))
     # the box warm start's glance locator: trained, resumable, never shipped
     models["glance_locator"] = torch.nn.Conv2d(models["v1"].glance.out_channels, 1, 1)
     for m in models.values():
         m.to(dev)
 
-    run = RunState(state_path(cfg, checkpoint), to_dict(cfg), models)
+    run = RunState(state_path(cfg, checkpoint), to_dict(cfg), models, _upgraded)
     if restart and run.path.exists():
         run.path.unlink()
     if run.load():
         log(f"resuming from {run.path} (finished: {', '.join(run.done) or 'none'})")
+    plan = _plan(cfg)
+    skipped = [] if data.knows_boxes else [n for n, _ in plan if n in BOX_STAGES]
+    if skipped:
+        log(f"skipping {', '.join(skipped)}: data.source {cfg.data.source} has no object boxes")
+    tracker = RunProgress([s for s in plan if s[0] not in skipped], run.done, log)
 
-    train_source, val_source, class_names = sources(cfg.data, v1_cfg.frame_size)
-    sample = batch_sampler(train_source, cfg.data, cfg.seed, dev, NORMALIZATION)
-    ctx = StageContext(run, cfg.seed, sample, cfg.output.save_every, progress, log)
-    if cfg.pretrain.steps:
+    sample = batch_sampler(data.train, cfg.data, cfg.seed, dev, NORMALIZATION)
+    ctx = StageContext(run, cfg.seed, sample, cfg.output.save_every, progress, log, tracker)
+    b = cfg.boxes
+    boxes = data.knows_boxes
+    if cfg.pretrain.steps and boxes:
         p = cfg.pretrain
-        crops = object_crop_sampler(train_source, v1_cfg.patch_size, p.jitter, p.batch_size,
+        crops = object_crop_sampler(data.train, v1_cfg.patch_size, p.jitter, p.batch_size,
                                     cfg.seed, dev, NORMALIZATION)
         stages.pretrain_local(dataclasses.replace(ctx, sample=crops), models["v1"], p)
-    b = cfg.boxes
-    boxes = dataclasses.replace(ctx, sample=box_sequence_sampler(
-        train_source, cfg.data.seq_len, cfg.data.max_gap, cfg.data.batch_size, cfg.seed, dev,
-        NORMALIZATION))
+    box_ctx = dataclasses.replace(ctx, sample=box_sequence_sampler(
+        data.train, cfg.data.seq_len, cfg.data.max_gap, cfg.data.batch_size, cfg.seed, dev,
+        NORMALIZATION)) if boxes else ctx
     glance_init = None
-    if b.glance_steps:
+    if b.glance_steps and boxes:
         frames = dataclasses.replace(ctx, sample=box_sequence_sampler(
-            train_source, 1, 1, b.batch_size, cfg.seed + 1, dev, NORMALIZATION))
+            data.train, 1, 1, b.batch_size, cfg.seed + 1, dev, NORMALIZATION))
         stages.pretrain_glance(frames, models["v1"], models["glance_locator"],
                                _stage(b, b.glance_steps))
         glance_init = models["v1"].glance
@@ -105,31 +126,35 @@ def train(cfg: TrainConfig, *, device: str = "cpu", output: str | Path | None = 
     if not run.is_done("v1.snapshot"):  # stage-1 weights = the random/centre-patch model
         models["random_patch"].load_state_dict(models["v1"].state_dict())
         run.finish("v1.snapshot", {})
-    if b.steps:
-        stages.box_warmup(boxes, "v1.boxes", models["v1"], _stage(b, b.steps), b.oracle_fraction)
+    if b.steps and boxes:
+        stages.box_warmup(box_ctx, "v1.boxes", models["v1"], _stage(b, b.steps),
+                          b.oracle_fraction)
     stages.v1_ppo(ctx, models["v1"], cfg.v1.ppo)
     stages.v1_finetune(ctx, models["v1"], cfg.v1.finetune)
-    if not run.is_done("v2.init"):  # f_G, f_L, f_C from stage 1; the policy is new
+    if not run.is_done("v2.init"):  # f_G, f_L, f_C from stage 1; the policy is its own
         state = {k: v for k, v in models["random_patch"].state_dict().items()
                  if not k.startswith("policy.")}
         models["v2"].load_state_dict(state, strict=False)
         run.finish("v2.init", {})
-    if b.steps:
-        stages.box_warmup(boxes, "v2.boxes", models["v2"], _stage(b, b.steps), b.oracle_fraction)
+    if b.steps and boxes:
+        stages.box_warmup(box_ctx, "v2.boxes", models["v2"], _stage(b, b.steps),
+                          b.oracle_fraction)
     stages.v2_train(ctx, models["v2"], None, cfg.v2)
 
-    results = _calibrate_all(cfg, run, models, val_source, dev, log)
+    log(f"calibrating skipping on the validation data; {tracker.line()}")
+    results = _calibrate_all(cfg, run, models, data.val, dev, log)
     shipped = cfg.ship
     if shipped == "best":
         shipped = max(("v1", "v2"), key=lambda m: results[m]["accuracy"])
     seconds = time.perf_counter() - began
     summary = {"config": to_dict(cfg), "stages": run.done, "shipped": shipped,
                "validation_accuracy": {m: r["accuracy"] for m, r in results.items()},
-               "data": {"source": cfg.data.source, "train_scenes": cfg.data.train_scenes,
-                        "fps": cfg.data.fps, "seq_len": cfg.data.seq_len,
+               "validation": data.validation, "start": start,
+               "skipped_stages": skipped,
+               "data": {**data.summary, "fps": cfg.data.fps, "seq_len": cfg.data.seq_len,
                         "max_gap": cfg.data.max_gap, "gap_mode": cfg.data.gap_mode},
                "device": str(dev), "threads": torch.get_num_threads(), "seconds": seconds}
-    save_checkpoint(checkpoint, models[shipped], class_names,
+    save_checkpoint(checkpoint, models[shipped], data.class_names,
                     normalization=NORMALIZATION,
                     skip_calibration=results[shipped]["calibration"], training=summary)
     others = {k: v for k, v in models.items() if k not in (shipped, "glance_locator")}
@@ -137,6 +162,28 @@ def train(cfg: TrainConfig, *, device: str = "cpu", output: str | Path | None = 
                                {m: r for m, r in results.items() if m != shipped}, shipped)
     log(f"wrote {checkpoint} ({shipped}) and {compare} in {seconds:.0f} s")
     return TrainResult(checkpoint, compare, shipped, seconds, dict(run.done))
+
+
+def _upgraded(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved run's config with the keys added since it was saved at their defaults
+    (as they are unless set); one that no longer validates stays as it was saved."""
+    try:
+        return to_dict(parse_train_config(saved))
+    except TrainConfigError:
+        return saved
+
+
+def _plan(cfg: TrainConfig) -> list[tuple[str, int]]:
+    """Every stage with steps, in run order: what RunProgress counts the run's share
+    done against (less the box stages a folder skips)."""
+    b = cfg.boxes
+    plan = [("pretrain.local", cfg.pretrain.steps), ("pretrain.glance", b.glance_steps),
+            ("baseline.glance", cfg.baselines.glance.steps),
+            ("baseline.full", cfg.baselines.full.steps), ("v1.warmup", cfg.v1.warmup.steps),
+            ("v1.boxes", b.steps), ("v1.ppo", cfg.v1.ppo.steps),
+            ("v1.finetune", cfg.v1.finetune.steps), ("v2.boxes", b.steps),
+            ("v2.train", cfg.v2.train.steps)]
+    return [(name, steps) for name, steps in plan if steps]
 
 
 def _stage(b: BoxWarmupSection, steps: int) -> StageSection:

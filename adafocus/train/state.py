@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +39,17 @@ def seed_step(seed: int, stage: str, step: int) -> np.random.Generator:
 
 
 class RunState:
-    """Progress of one training run over named stages, persisted in `path`."""
+    """Progress of one training run over named stages, persisted in `path`.
 
-    def __init__(self, path: str | Path, config: dict[str, Any], modules: dict[str, nn.Module]):
+    A saved state resumes only under the same config: `upgrade` first brings the
+    config the state was saved with up to date (e.g. fills keys added since with
+    their defaults), so that a run interrupted before an upgrade still resumes."""
+
+    def __init__(self, path: str | Path, config: dict[str, Any], modules: dict[str, nn.Module],
+                 upgrade: Callable[[dict[str, Any]], dict[str, Any]] = lambda saved: saved):
         self.path = Path(path)
         self.config = config
+        self._upgrade = upgrade
         self.modules = modules
         self.done: dict[str, dict[str, Any]] = {}  # stage -> results
         self._stage: str | None = None
@@ -61,7 +68,7 @@ class RunState:
         if blob.get("format") != STATE_FORMAT:
             raise ResumeError(f"{self.path}: state format {blob.get('format')!r}, "
                               f"expected {STATE_FORMAT}")
-        if blob["config"] != self.config:
+        if self._upgrade(blob["config"]) != self.config:
             raise ResumeError(f"{self.path}: saved by a run with a different train config; "
                               "delete it or pass a different output path")
         for name, module in self.modules.items():

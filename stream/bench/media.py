@@ -25,12 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from adafocus.data.export import ENCODER
+
 FPS = 25.0
 FIRST_SEED = 1000  # test-split scenes; training uses other seeds and the train split
 SPLIT = "test"
-# Camera-like H.264: no B-frames (frames leave the encoder in display order), a
-# keyframe every second, visually lossless.
-ENCODER = {"codec": "libx264", "crf": "18", "bf": "0", "g": "25", "preset": "veryfast"}
 
 
 @dataclass(frozen=True)
@@ -83,32 +82,12 @@ def _encode(video: Path, sidecar: Path, seed: int, frames: int, size: tuple[int,
             fps: float) -> None:
     """Render and encode; both files appear atomically (temp + rename), sidecar last,
     so a crash mid-encode leaves no clip that looks complete."""
-    from fractions import Fraction
-
-    import av
-
+    from adafocus.data.export import write_clip
     from adafocus.data.moving_digits import MovingDigitsScene
 
     height, width = size
     scene = MovingDigitsScene(seed, height, width, split=SPLIT, fps=fps)
-    video.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=video.parent, prefix=f".{video.stem}.", suffix=".mp4")
-    os.close(fd)
-    try:
-        with av.open(tmp, "w", format="mp4") as out:
-            stream = out.add_stream(ENCODER["codec"], rate=Fraction(fps).limit_denominator(1001))
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            stream.options = {k: v for k, v in ENCODER.items() if k != "codec"}
-            for index in range(frames):
-                frame = av.VideoFrame.from_ndarray(scene.frame(index), format="rgb24")
-                for packet in stream.encode(frame):
-                    out.mux(packet)
-            for packet in stream.encode():
-                out.mux(packet)
-        os.replace(tmp, video)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_clip(video, (scene.frame(index) for index in range(frames)), fps)
     labels = [scene.label_at(i) for i in range(frames)]
     meta = {"seed": seed, "split": SPLIT, "fps": fps, "frames": frames, "size": [height, width],
             "class_names": list(scene.class_names), "labels": labels}

@@ -1,5 +1,6 @@
-"""`adafocus-stream train CONFIG`: train AdaFocus (and the evaluation baselines) from a
-YAML train config; resumes automatically from the run's saved state."""
+"""`adafocus-stream train CONFIG [--init CKPT]`: train AdaFocus (and the evaluation
+baselines) from a YAML train config, from random weights or a checkpoint's; resumes
+automatically from the run's saved state."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="cpu (default: seeded and deterministic), cuda, cuda:N or auto")
     parser.add_argument("--output", help="checkpoint path (default: the config's "
                         "output.checkpoint); NAME.compare.pt is written beside it")
+    parser.add_argument("--init", metavar="CKPT",
+                        help="start every model from this checkpoint (path or builtin:NAME) "
+                        "instead of the config's model.init; heads are re-initialised when "
+                        "its classes differ from the data's")
     parser.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: its own)")
     parser.add_argument("--restart", action="store_true",
                         help="discard the saved training state of this output and start over")
@@ -24,11 +29,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from adafocus.data.video_folder import DatasetError
+    from adafocus.interface import CheckpointError
+    from adafocus.models.pretrained import WeightsError
     from adafocus.runtime import resolve_device
     from adafocus.train import ResumeError, TrainConfigError, load_train_config, train
+    from adafocus.train.config import with_init
 
     try:
         cfg = load_train_config(args.config)
+        if args.init is not None:
+            cfg = with_init(cfg, args.init)
         resolve_device(args.device)
     except (TrainConfigError, ValueError) as exc:
         print(f"adafocus-stream train: {exc}", file=sys.stderr)
@@ -38,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = train(cfg, device=args.device, output=args.output, restart=args.restart,
                        progress=not args.no_progress)
-    except ResumeError as exc:
+    except (ResumeError, DatasetError, CheckpointError, WeightsError, TrainConfigError) as exc:
         print(f"adafocus-stream train: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(f"trained in {result.seconds:.0f} s; shipped {result.shipped} -> {result.checkpoint}")

@@ -34,7 +34,7 @@ def test_frames_read_over_rtsp_match_the_file_frame_for_frame(
     assert "connection lost" in end["detail"]
     frames = [(m, img) for m, img in read_all(ring) if m.epoch == 1]
     with av.open(str(h264_clip)) as container:
-        reference = [f.to_ndarray(width=W, height=H, format="rgb24")
+        reference = [f.to_ndarray(width=W, height=H, format="rgb24", interpolation="AREA")
                      for f in container.decode(video=0)]
     assert len(frames) == len(reference) == CLIP_FRAMES
     for (_, image), expected in zip(frames, reference, strict=True):

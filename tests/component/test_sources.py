@@ -36,9 +36,10 @@ def open_frames(uri: str, *, height: int = H, width: int = W, errors: list | Non
 
 
 def reference_frames(path: Path, height: int = H, width: int = W) -> list[np.ndarray]:
-    """The file decoded directly, scaled the same way (swscale bilinear)."""
+    """The file decoded directly, scaled the same way (swscale area averaging; the
+    clip is 4:3 like H x W, so no letterbox)."""
     with av.open(str(path)) as container:
-        return [f.to_ndarray(width=width, height=height, format="rgb24")
+        return [f.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
                 for f in container.decode(video=0)]
 
 

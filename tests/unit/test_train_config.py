@@ -20,8 +20,10 @@ from adafocus.train.config import model_config
      "model.overrides.patch_size: 4096 does not fit"),
     ({"ship": "v3"}, "ship: expected 'best', 'v1' or 'v2', got 'v3'"),
     ({"v2": {"train": {"steps": -1}}}, "v2.train.steps: must be >= 0, got -1"),
-    ({"data": {"source": "folder", "root": "x"}, "pretrain": {"steps": 10}},
-     "pretrain.steps: must be 0 unless data.source is moving_digits"),
+    ({"data": {"source": "folder", "root": "x"}}, "data.root: no folder at x"),
+    ({"data": {"val_root": "x"}}, "data.val_root: is for data.source folder"),
+    ({"model": {"glance_weights": "mobilenet.pth"}}, "model.glance_weights: no file at"),
+    ({"model": {"init": "builtin:nope"}}, "model.init: no builtin checkpoint 'nope'"),
 ])
 def test_bad_values_are_rejected_with_the_key_path(raw, message):
     with pytest.raises(TrainConfigError) as err:
@@ -40,17 +42,23 @@ def test_a_config_with_three_mistakes_reports_all_three_at_their_keys():
     ]
 
 
-def test_relations_between_keys_are_reported_together_at_their_keys():
+def test_relations_between_keys_are_reported_together_at_their_keys(tmp_path):
+    (tmp_path / "labels.csv").write_text("file,label\n")
+    (tmp_path / "resnet50.pth").write_bytes(b"")
     with pytest.raises(TrainConfigError) as err:
-        parse_train_config({"data": {"source": "folder", "root": "videos"},
-                            "pretrain": {"steps": 10}, "boxes": {"steps": 5},
-                            "model": {"overrides": {"patch_size": 4096}}})
+        parse_train_config({"data": {"source": "folder", "root": str(tmp_path),
+                                     "val_fraction": 0.0},
+                            "model": {"overrides": {"patch_size": 4096},
+                                      "local_weights": str(tmp_path / "resnet50.pth")}})
     assert str(err.value).split("; ") == [
         "model.overrides.patch_size: 4096 does not fit in frame (128, 128)",
-        "pretrain.steps: must be 0 unless data.source is moving_digits (only it knows where "
-        "objects are)",
-        "boxes.steps: must be 0 unless data.source is moving_digits (only it knows the boxes)",
+        "data.val_fraction: must be > 0 without data.val_root: validating on training clips "
+        "would pick the model that memorised them best",
     ]
+    with pytest.raises(TrainConfigError) as err:
+        parse_train_config({"model": {"local_weights": str(tmp_path / "resnet50.pth")}})
+    assert str(err.value) == ("model.local_weights: torchvision weights need local_arch "
+                              "resnet50 (the paper preset), not tiny_cnn")
 
 
 def test_defaults_are_frozen_and_a_bare_section_takes_them():

@@ -1,8 +1,10 @@
 """Sources PyAV decodes: RTSP(S), HTTP(S) (HLS, MJPEG...), files and V4L2.
 
-Per frame: demux -> decode -> swscale to the ring's (height, width) RGB (the
-resize happens in the decoder's own scaler, on the small YUV planes' way to
-RGB, not on a full-size RGB copy) -> yield a view the ring write copies once.
+Per frame: demux -> decode -> fit into the ring's (height, width) RGB with
+`adafocus.FrameResizer`, the very resize training and evaluation use (aspect
+kept, letterboxed when the camera's differs from the model's; swscale on the
+small YUV planes' way to RGB, not on a full-size RGB copy) -> yield a view the
+ring write copies once.
 
 Errors are mapped to what the producer does about them: SourceError
 (permanent: wrong path, wrong password, not a video), SourceUnavailable
@@ -19,8 +21,8 @@ import time
 from collections.abc import Callable, Iterator
 
 import av
-from av.video.reformatter import VideoReformatter
 
+from adafocus import FrameResizer
 from stream.ingest.sources import DecodedFrame
 from stream.ingest.uri import SourceError, SourceSpec, SourceTimeout, SourceUnavailable, redact
 
@@ -44,7 +46,7 @@ class AVSource:
         on_decode_error: Callable[[], None],
     ):
         self._spec = spec
-        self._size = (width, height)
+        self._resize = FrameResizer(height, width)
         self._stall_s = stall_timeout_s
         self._stop = stop
         self._on_decode_error = on_decode_error
@@ -74,15 +76,13 @@ class AVSource:
             self._container.close()
             raise SourceError(f"{spec.masked}: no video stream (contains {', '.join(kinds)})")
         self._stream = streams.video[0]
-        self._reformatter = VideoReformatter()
         ctx = self._stream.codec_context
-        self.description = f"{ctx.name} {ctx.width}x{ctx.height} -> {width}x{height}"
+        self.description = f"{ctx.name} {self._resize.describe((ctx.height, ctx.width))}"
 
     def frames(self) -> Iterator[DecodedFrame]:
         stream, stop, on_error = self._stream, self._stop, self._on_decode_error
         decode = stream.codec_context.decode
-        reformat = self._reformatter.reformat
-        width, height = self._size
+        resize = self._resize
         pace = self._spec.realtime and not self._spec.live
         rate = float(stream.average_rate or stream.guessed_rate or 25)
         clock: float | None = None  # wall time of pts 0 when pacing
@@ -106,7 +106,7 @@ class AVSource:
                     if frame.is_corrupt:
                         on_error()
                         continue
-                    image = reformat(frame, width, height, "rgb24").to_ndarray()
+                    image = resize(frame)
                     pts = frame.time
                     if pace:
                         at = pts if pts is not None else count / rate
