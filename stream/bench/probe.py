@@ -142,7 +142,7 @@ def run_probe(variant: Variant, clips: list[Clip], streams: int, plan: ProbePlan
     record (the rules are in stream.bench.analysis)."""
     from stream.client import Subscriber
 
-    publish_port, metrics_port = _free_port(), _free_port()
+    publish_port, metrics_port = free_port(), free_port()
     config = pipeline_config(variant, clips, streams, plan, publish_port, metrics_port)
     stream_clips = [clips[i % len(clips)] for i in range(streams)]
     process = multiprocessing.get_context("spawn").Process(
@@ -229,7 +229,7 @@ def _stop(process) -> None:
         sweep_stale_segments()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
