@@ -20,17 +20,21 @@ from adafocus.runtime import resolve_device
 
 
 def load_online(spec: str | os.PathLike, *, device: str = "auto", skip_mode: str | None = None,
-                budget: float | None = None, top_k: int = 5) -> OnlineModel:
+                budget: float | None = None, top_k: int = 5,
+                recount_costs: bool = True) -> OnlineModel:
     """The model a server runs, from a path or ``builtin:NAME``.
 
     An AdaFocus checkpoint loads as ``OnlineAdaFocus.from_checkpoint`` does (same
     arguments); a baseline file runs every frame in full, so its ``skip_mode`` must
     be None or "off". Raises CheckpointError for a file that is neither, ValueError
-    for a bad device or skip setting.
+    for a bad device or skip setting. ``recount_costs=False`` trusts a checkpoint's
+    stored GFLOPs (see adafocus.checkpoint.load_checkpoint); a baseline file stores
+    none, so its costs are always counted.
     """
     if not is_baseline_file(spec):
         return OnlineAdaFocus.from_checkpoint(spec, device=device, skip_mode=skip_mode,
-                                              budget=budget, top_k=top_k)
+                                              budget=budget, top_k=top_k,
+                                              recount_costs=recount_costs)
     resolve_device(device)  # fail on a bad device before reading the file
     check_skip_mode(skip_mode)
     if skip_mode not in (None, "off"):

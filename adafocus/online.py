@@ -45,17 +45,17 @@ class OnlineAdaFocus(OnlineRunner):
     @classmethod
     def from_checkpoint(cls, spec: str | os.PathLike, device: str | torch.device = "auto",
                         skip_mode: str | None = None, budget: float | None = None,
-                        top_k: int = 5) -> OnlineAdaFocus:
+                        top_k: int = 5, recount_costs: bool = True) -> OnlineAdaFocus:
         """Load a checkpoint (path or "builtin:NAME").
 
         ``skip_mode`` None means "confidence" when the checkpoint has a skip
         calibration (or a ``budget`` is given) and "off" otherwise. ``budget`` picks
         the calibrated thresholds with the largest budget not above it (None: the
-        checkpoint's default budget).
+        checkpoint's default budget). ``recount_costs``: see load_checkpoint.
         """
         resolve_device(device)  # fail on a bad device before reading the file
         check_skip_mode(skip_mode)
-        checkpoint = load_checkpoint(spec)
+        checkpoint = load_checkpoint(spec, recount_costs=recount_costs)
         calibration = checkpoint.skip_calibration
         if skip_mode is None:
             skip_mode = "confidence" if (calibration is not None or budget is not None) else "off"
