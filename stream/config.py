@@ -31,6 +31,7 @@ from pydantic import (
 
 from adafocus.interface import BUILTIN_PREFIX, SKIP_MODES, CheckpointError, resolve_spec
 from adafocus.schema import LISTS_OK, Schema, ValidationError, located, problems
+from stream.infer import read_only
 from stream.ingest.uri import TRANSPORTS, SourceError, mask_uri, parse_source
 from stream.wire.curve import CurveError, load_key_pair
 
@@ -103,6 +104,9 @@ class ModelSection(Schema):
     @field_validator("checkpoint")
     @classmethod
     def _checkpoint(cls, spec: str, info: ValidationInfo) -> str:
+        if spec.startswith(read_only.PREFIX):  # no model: the decode ceiling (benchmarks)
+            read_only.parse_size(spec)
+            return spec
         if spec.startswith(BUILTIN_PREFIX):
             try:
                 resolve_spec(spec)

@@ -27,13 +27,15 @@ import json
 import multiprocessing
 import os
 import signal
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from stream.bench import procstat
 from stream.bench.probe import free_port, serve
-from stream.config import parse_config
 from stream.ring import NAME_PREFIX, SHM_DIR
 
 SETTLE_S = 5.0
@@ -74,7 +76,7 @@ def measure(streams: int, fps: float, per_process: int, start_timeout_s: float
     from stream.client import Subscriber
 
     publish, metrics = free_port(), free_port()
-    config = parse_config({
+    config = {
         "streams": [{"id": f"m-{i:03d}", "uri": f"synthetic://pattern?fps={fps:g}&seed={i}"}
                     for i in range(streams)],
         "model": {"device": "cpu", "max_batch": 64},
@@ -82,8 +84,11 @@ def measure(streams: int, fps: float, per_process: int, start_timeout_s: float
         "limits": {"max_streams": max(streams, 1)},
         "publish": {"bind": f"tcp://127.0.0.1:{publish}", "sndhwm": 100_000},
         "metrics": {"bind": f"127.0.0.1:{metrics}"},
-    })
-    process = multiprocessing.get_context("spawn").Process(target=serve, args=(config,))
+    }
+    folder = tempfile.TemporaryDirectory(prefix="adafocus-memory-")
+    path = Path(folder.name) / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config))
+    process = multiprocessing.get_context("spawn").Process(target=serve, args=(str(path),))
     record: dict[str, Any] = {"streams": streams, "fps": fps, "streams_per_process": per_process,
                               "load_avg_1m": os.getloadavg()[0]}
     with Subscriber(f"tcp://127.0.0.1:{publish}", rcvhwm=0) as sub:
@@ -119,6 +124,7 @@ def measure(streams: int, fps: float, per_process: int, start_timeout_s: float
         if process.is_alive():
             process.kill()
             process.join()
+    folder.cleanup()
     record["rings_left"] = len(list(SHM_DIR.glob(f"{NAME_PREFIX}{process.pid}_*")))
     total = sum(role["pss_mib"] for role in record["memory"].values())
     record["pss_mib_total"] = total

@@ -37,6 +37,7 @@ import zmq
 from adafocus.interface import CheckpointError, OnlineModel  # torch-free
 from stream.config import ModelSection, WorkerSection
 from stream.exitcodes import EXIT_MODEL_ERROR
+from stream.infer import read_only
 from stream.infer.counters import StreamCounters
 from stream.metrics import CpuMeter, PipelineMetrics
 from stream.ring import FrameMeta, FrameRing
@@ -232,10 +233,39 @@ def _apply(worker: InferenceWorker, command: tuple[str, Any]) -> bool:
     return True
 
 
+def _load(model_section: ModelSection, worker_section: WorkerSection) -> OnlineModel:
+    """The model of the config: a checkpoint or baseline file, or none (read only)."""
+    if model_section.checkpoint.startswith(read_only.PREFIX):
+        return read_only.ReadOnlyModel(read_only.parse_size(model_section.checkpoint))
+    # PyTorch's CPU thread pool sized to the worker's share of the machine, set
+    # before torch loads. Its default (every core, spinning OpenMP threads) fights
+    # the producers for the same cores: measured by the bench on 2 cores, one tiny
+    # step took 151 ms with the default and 4.7 ms with one thread; on an H100 host
+    # the idle spinning burnt 4-12 cores for a GPU doing all the work.
+    os.environ["OMP_NUM_THREADS"] = str(worker_section.threads)
+    import torch
+
+    torch.set_num_threads(worker_section.threads)
+
+    # the model library and PyTorch, in the child only
+    from adafocus.loading import load_online  # an AdaFocus checkpoint or a baseline file
+
+    skip_on = model_section.skip_mode != "off"
+    return load_online(
+        model_section.checkpoint,
+        device=model_section.device,
+        skip_mode=model_section.skip_mode,
+        budget=model_section.budget if skip_on else None,
+        recount_costs=False,  # counting FLOPs would keep ~200 MB of modules loaded
+    )
+
+
 def _full_frame_clock(model: OnlineModel, max_batch: int) -> Callable[[int], float] | None:
     """The full-frame network's step time per batch size on the model's device (see
     adafocus.reference), for the time-saved metric; None for a model not on the
     library's runtime."""
+    if isinstance(model, read_only.ReadOnlyModel):
+        return None
     from adafocus.reference import measure_full_frame
     from adafocus.runtime import OnlineRunner
 
@@ -273,28 +303,8 @@ def run_worker(
 
     signal.signal(signal.SIGTERM, on_term)
 
-    # PyTorch's CPU thread pool sized to the worker's share of the machine, set
-    # before torch loads. Its default (every core, spinning OpenMP threads) fights
-    # the producers for the same cores: measured by the bench on 2 cores, one tiny
-    # step took 151 ms with the default and 4.7 ms with one thread; on an H100 host
-    # the idle spinning burnt 4-12 cores for a GPU doing all the work.
-    os.environ["OMP_NUM_THREADS"] = str(worker_section.threads)
-    import torch
-
-    torch.set_num_threads(worker_section.threads)
-
-    # the model library and PyTorch, in the child only
-    from adafocus.loading import load_online  # an AdaFocus checkpoint or a baseline file
-
-    skip_on = model_section.skip_mode != "off"
     try:
-        model = load_online(
-            model_section.checkpoint,
-            device=model_section.device,
-            skip_mode=model_section.skip_mode,
-            budget=model_section.budget if skip_on else None,
-            recount_costs=False,  # counting FLOPs would keep ~200 MB of modules loaded
-        )
+        model = _load(model_section, worker_section)
     except (CheckpointError, OSError, RuntimeError, ValueError) as exc:
         one_line = " ".join(str(exc).split())  # one clear line, however the library wrapped it
         control.send(("error", f"model.checkpoint: {one_line}"))
