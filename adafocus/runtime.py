@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from adafocus.graphs import GraphRunner
 from adafocus.interface import Costs, StepResult
 from adafocus.models.fusion import fold_batchnorm
 from adafocus.result_cache import FULL, GLANCE, SKIP, ResultCache
@@ -37,6 +38,7 @@ from adafocus.skip import (
     pixel_change,
 )
 from adafocus.state_table import Hidden, StateTable
+from adafocus.upload import Uploader
 
 _WHOLE_FRAME = (0.0, 0.0, 1.0, 1.0)
 
@@ -97,12 +99,18 @@ class OnlineRunner:
 
     ``self.model`` is a private inference copy of the given model (see
     :func:`inference_copy`), so the caller's module is never moved, cast or modified.
+
+    The two sub-networks of a step run through adafocus.graphs: on CUDA (unless
+    ``cuda_graphs`` is False) as CUDA graphs at power-of-two batch buckets; on the
+    CPU directly, or padded to the same buckets with ``pad_batches`` (the CUDA
+    path's padding, checked on a CPU).
     """
 
     def __init__(self, model: nn.Module, class_names: Sequence[str],
                  normalization: dict[str, list[float]], costs: Costs, *,
                  device: str | torch.device = "auto", skip: SkipThresholds | None = None,
-                 top_k: int = 5, amp: bool | None = None) -> None:
+                 top_k: int = 5, amp: bool | None = None, cuda_graphs: bool = True,
+                 pad_batches: bool = False) -> None:
         if len(class_names) != model.config.num_classes:
             raise ValueError(f"{len(class_names)} class names for a "
                              f"{model.config.num_classes}-class model")
@@ -126,9 +134,8 @@ class OnlineRunner:
         self.skip = skip
         self._table = StateTable(self._initial_hidden(), len(class_names),
                                  3 * SIGNAL_GRID * SIGNAL_GRID)
-        self._staging: torch.Tensor | None = None  # pinned host buffer for uploads (CUDA)
-        # recorded after each upload from the buffer; waited on before refilling it
-        self._staging_free = torch.cuda.Event() if self._cuda else None
+        self._graphs = GraphRunner(self._device, cuda_graphs, pad_batches)
+        self._upload = Uploader(self._device)
 
     # ---- what a model defines ------------------------------------------------------
 
@@ -288,7 +295,7 @@ class OnlineRunner:
             frames = frames[torch.from_numpy(run).to(frames.device)]
         x = self.to_input(frames)
         with self.autocast():
-            glance, pooled = self._glance(x)
+            glance, pooled = self._graphs.run("glance", self._glance, x)
             full = run
             if self._skip is not None:
                 g_float = pooled.float()
@@ -304,11 +311,17 @@ class OnlineRunner:
                 full = run[~carry]
             index = self._rows_on_device(rows[full])
             hidden = tuple(part.index_select(0, index) for part in self._table.hidden)
-            logits, boxes, hidden = self._full(x, glance, pooled, hidden)
+            logits, boxes, hidden = self._graphs.run("full", self._full_rows, x, glance, pooled,
+                                                     *hidden)
         self._store(rows[full], index,
                     None if thumbs is None else thumbs[torch.from_numpy(full)],
                     logits.float(), None if boxes is None else boxes.float(),
                     tuple(h.float() for h in hidden), pooled.float())
+
+    def _full_rows(self, x: torch.Tensor, glance: Any, pooled: torch.Tensor,
+                   *hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, Hidden]:
+        """`_full` with the hidden state's parts as separate arguments (graph inputs)."""
+        return self._full(x, glance, pooled, hidden)
 
     def _store(self, rows: np.ndarray, index: torch.Tensor, thumbs: torch.Tensor | None,
                logits: torch.Tensor, boxes: torch.Tensor | None, hidden: Hidden,
@@ -356,33 +369,6 @@ class OnlineRunner:
             raise ValueError("a stream can advance only one frame per step: duplicate ids in "
                              f"{list(stream_ids)}")
         return frames
-
-    def _upload(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 frames -> the model's device, as uint8 (4x fewer bytes than float).
-
-        From CPU to CUDA the rows go through one persistent pinned buffer (grown to the
-        next power of two when a batch needs more) and one non-blocking copy: pinning a
-        fresh tensor every step (pin_memory) costs milliseconds. The buffer is refilled
-        only once the previous upload from it has finished (a CUDA event; by then it has
-        normally long finished, because each step copies its results back).
-        """
-        if not (self._cuda and frames.device.type == "cpu"):
-            return frames.to(self._device)
-        count = frames.shape[0]
-        if (self._staging is None or self._staging.shape[0] < count
-                or self._staging.shape[1:] != frames.shape[1:]):
-            # a replaced buffer stays reserved until its pending copy is done (torch's
-            # pinned-memory allocator records the copy), so only refills must wait
-            rows = 1 << max(count - 1, 0).bit_length()
-            self._staging = torch.empty((rows, *frames.shape[1:]), dtype=torch.uint8,
-                                        pin_memory=True)
-        else:
-            self._staging_free.synchronize()
-        staged = self._staging[:count]
-        staged.copy_(frames)
-        uploaded = staged.to(self._device, non_blocking=True)
-        self._staging_free.record(torch.cuda.current_stream(self._device))
-        return uploaded
 
 
 def _rows(glance: Any, sel: torch.Tensor) -> Any:

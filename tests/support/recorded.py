@@ -32,8 +32,9 @@ STREAMS, STEPS, SIZE = 5, 60, (128, 128)
 RESET_AT, DROP_AT, REJOIN_AT = 25, 35, 45  # steps: reset s1, drop s2, s2 back
 
 
-def models() -> dict[str, Any]:
-    """The three online models of the scenario, on the CPU."""
+def models(**runtime: Any) -> dict[str, Any]:
+    """The four online models of the scenario, on the CPU, with the online runtime's
+    options `runtime` (e.g. pad_batches)."""
     from adafocus.baselines import OnlineBaseline
     from adafocus.checkpoint import load_checkpoint
     from adafocus.loading import load_online
@@ -43,18 +44,20 @@ def models() -> dict[str, Any]:
     checkpoint = ROOT / "adafocus" / "checkpoints" / "digits.pt"
     _, methods = load_comparisons(checkpoint.with_suffix(".compare.pt"))
     full = methods["full_frame"]
-    skip = load_online(str(checkpoint), device="cpu", skip_mode="confidence", budget=0.3)
+    skip = load_online(str(checkpoint), device="cpu", skip_mode="confidence", budget=0.3,
+                       **runtime)
     # looser thresholds than the calibration's, so that "glance" occurs too
-    glance = load_online(str(checkpoint), device="cpu", skip_mode="confidence", budget=0.3)
+    glance = load_online(str(checkpoint), device="cpu", skip_mode="confidence", budget=0.3,
+                         **runtime)
     glance.skip = SkipThresholds(pixel_change=1.2, glance_change=0.15, confidence=0.2,
                                  max_span=5)
     return {
         "adafocus_skip": skip,
         "adafocus_glance": glance,
-        "adafocus": load_online(str(checkpoint), device="cpu", skip_mode="off"),
+        "adafocus": load_online(str(checkpoint), device="cpu", skip_mode="off", **runtime),
         "full_frame": OnlineBaseline(full.model, skip.class_names,
                                      load_checkpoint(checkpoint).normalization, full.costs,
-                                     device="cpu"),
+                                     device="cpu", **runtime),
     }
 
 

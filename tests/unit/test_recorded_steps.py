@@ -17,9 +17,12 @@ def recorded() -> dict:
     return json.loads(RECORDING.read_text())
 
 
-@pytest.fixture(scope="module")
-def replayed() -> dict:
-    return {name: replay(model) for name, model in models().items()}
+@pytest.fixture(scope="module", params=["eager", "padded"])
+def replayed(request) -> dict:
+    """Replayed as the CPU runs it, and padded to the batch buckets as CUDA graphs
+    run it (adafocus.graphs): padding rows must change no stream's answer."""
+    runtime = {"pad_batches": request.param == "padded"}
+    return {name: replay(model) for name, model in models(**runtime).items()}
 
 
 @pytest.mark.parametrize("name", ["adafocus_skip", "adafocus_glance", "adafocus", "full_frame"])
