@@ -174,16 +174,17 @@ def _bench(args: argparse.Namespace, settings: dict[str, Any], variants: list,
     settings["sources"] = settings["sources"] or [f"{scene[1]}x{scene[0]}"]
     costs = {size: frame_costs.measure(*size)
              for size in {v.frame_size for v in (ceiling, *variants)}}
+    clips = {source: scene_clips(args.cache_dir, settings["clips"], settings["clip_seconds"],
+                                 scene, log=log, video=_size(source))
+             for source in settings["sources"]}  # encoded before the budget's clock starts
     runs = [(source, v) for source in settings["sources"] for v in (ceiling, *variants)]
     end = time.monotonic() + settings["budget_s"]
     rows, loads = [], dict.fromkeys((v.preset for v in variants), settings["load"])
     for k, (source, variant) in enumerate(runs):
-        clips = scene_clips(args.cache_dir, settings["clips"], settings["clip_seconds"], scene,
-                            log=log, video=_size(source))
         deadline = time.monotonic() + max(0.0, end - time.monotonic()) / (len(runs) - k)
         log(f"{variant.name} on {source}: searching ({variant.describe()})")
-        row = _search(variant, source, clips, plan, costs[variant.frame_size], settings,
-                      deadline, loads, machine["cores"])
+        row = _search(variant, source, clips[source], plan, costs[variant.frame_size],
+                      settings, deadline, loads, machine["cores"])
         rows.append(row)
     summary.add_ceiling_shares(rows)
     machine["load_avg_end"] = list(os.getloadavg())
