@@ -41,6 +41,7 @@ def measure(model_spec: str, skip_mode: str, streams: int, ticks: int, warmup: i
 
     from adafocus.data.moving_digits import MovingDigitsScene
     from adafocus.loading import load_online
+    from stream.bench.costs import inproc_pair
     from stream.infer.worker import InferenceWorker, WorkerStream
     from stream.metrics import PipelineMetrics
     from stream.ring import FrameRing, ring_name
@@ -51,11 +52,7 @@ def measure(model_spec: str, skip_mode: str, streams: int, ticks: int, warmup: i
     height, width = model.frame_size
     frames = _scene_frames(MovingDigitsScene, streams, warmup + ticks, height, width)
     context = zmq.Context()
-    endpoint = f"inproc://worker-cost-{uuid.uuid4().hex}"
-    pull = context.socket(zmq.PULL)
-    pull.bind(endpoint)
-    push = context.socket(zmq.PUSH)
-    push.connect(endpoint)
+    pull, push = inproc_pair(context)
     drained = threading.Event()
     drain = threading.Thread(target=_drain, args=(pull, drained), daemon=True)
     drain.start()
