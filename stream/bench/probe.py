@@ -145,10 +145,11 @@ class Session:
         self._config.write_text(yaml.safe_dump(config))
         clips = [self._clips[i % len(self._clips)] for i in range(streams)]
         if self._process is None:
-            self._process = multiprocessing.get_context("spawn").Process(
+            process = multiprocessing.get_context("spawn").Process(
                 target=serve, args=(str(self._config),), name="adafocus-bench-pipeline")
-            self._process.start()
-            self._watch = Watch(self._sub, self._process, clips)
+            process.start()
+            self._process = process
+            self._watch = Watch(self._sub, process, clips)
         else:
             self._watch.resize(clips)
             os.kill(self._process.pid, signal.SIGHUP)

@@ -59,7 +59,7 @@ def summaries(rows: list[dict[str, Any]], loads: dict[str, int]) -> dict[str, An
         by = {x["method"]: x for x in rows
               if x["preset"] == r["preset"] and x["source"] == r["source"]}
         summary: dict[str, Any] = {"preset": r["preset"], "source": r["source"],
-                                   "load": loads.get(r["preset"])}
+                                   "load": loads.get(key)}
         full, skip = by.get("full_frame"), by.get("adafocus_skip")
         if full and skip:
             summary["full_frame_streams"] = full["capacity"]
@@ -77,8 +77,9 @@ def summaries(rows: list[dict[str, Any]], loads: dict[str, int]) -> dict[str, An
 def notes(rows: list[dict[str, Any]], loads: dict[str, int], s: dict[str, Any]) -> list[str]:
     out = ["Fixed load for latency, compute saved, accuracy and the CPU split: "
            + ", ".join(f"{p}: {n} stream(s)" for p, n in loads.items())
-           + " (the full-frame capacity rounded down to a power of the search's growth "
-           "factor, at least 1).",
+           + " (per preset and source, the first variant's capacity rounded down to a "
+           "power of the search's growth factor, at least 1; each in a pipeline of its own, "
+           "so every variant is judged on the same frames).",
            "Decode ceiling: the same pipeline and sources with no model (the worker only "
            "reads each frame and publishes a constant label, `model.checkpoint: none:HxW`): "
            "what the host can decode, move and publish, the limit no model can pass.",

@@ -179,7 +179,8 @@ def _bench(args: argparse.Namespace, settings: dict[str, Any], variants: list,
              for source in settings["sources"]}  # encoded before the budget's clock starts
     runs = [(source, v) for source in settings["sources"] for v in (ceiling, *variants)]
     end = time.monotonic() + settings["budget_s"]
-    rows, loads = [], dict.fromkeys((v.preset for v in variants), settings["load"])
+    rows: list[dict[str, Any]] = []
+    loads: dict[str, int | None] = {}  # "preset @ source" -> the fixed load there
     for k, (source, variant) in enumerate(runs):
         deadline = time.monotonic() + max(0.0, end - time.monotonic()) / (len(runs) - k)
         log(f"{variant.name} on {source}: searching ({variant.describe()})")
@@ -204,7 +205,8 @@ def _search(variant, source: str, clips, plan, costs, settings: dict[str, Any],
             deadline: float, loads: dict[str, int | None], cores: int) -> dict[str, Any]:
     """One variant's capacity on one source resolution: grow, then bisect, within
     `deadline`; in ramp mode all in one pipeline (stream.bench.probe.Session). The
-    first variant of a preset fixes the preset's fixed load, probed for every one."""
+    first variant of a preset on a source fixes the fixed load there, probed for
+    every variant (in a fresh pipeline: the same frames for every variant)."""
     from contextlib import nullcontext
 
     from stream.bench import summary
@@ -212,24 +214,29 @@ def _search(variant, source: str, clips, plan, costs, settings: dict[str, Any],
     from stream.bench.search import CapacitySearch
 
     session = Session(variant, clips, plan, costs) if settings["ramp"] else nullcontext()
-    with session:
-        def probe(n: int) -> dict[str, Any]:
-            record = session.probe(n) if settings["ramp"] else run_probe(variant, clips, n,
-                                                                         plan, costs)
-            log(_probe_line(record))
-            return record
 
+    def probe(n: int, fresh: bool = False) -> dict[str, Any]:
+        record = (run_probe(variant, clips, n, plan, costs) if fresh or not settings["ramp"]
+                  else session.probe(n))
+        log(_probe_line(record))
+        return record
+
+    with session:
         search = CapacitySearch(probe, max_streams=settings["max_streams"],
                                 precision=settings["precision"], growth=settings["growth"])
         search.grow(deadline)
         search.refine(deadline)
-        at_load, load = None, None
-        if variant.method != summary.CEILING:
-            if loads.get(variant.preset) is None:
-                loads[variant.preset] = _load_for(search.streams, settings["growth"])
-            load = loads[variant.preset]
-            # kept apart from the search: a noisy pass above a failure must not move its bounds
-            at_load = search.probes.get(load) or probe(load)
+    at_load, load = None, None
+    if variant.method != summary.CEILING:
+        key = f"{variant.preset} @ {source}"
+        if loads.get(key) is None:
+            loads[key] = settings["load"] or _load_for(search.streams, settings["growth"])
+        load = loads[key]
+        # A pipeline of its own, even when ramping: every variant then sees the same
+        # frames (the clips from their start) at this load, so accuracies compare. Kept
+        # apart from the search: a noisy pass above a failure must not move its bounds.
+        at_load = (search.probes.get(load) if not settings["ramp"] else None) or probe(
+            load, fresh=True)
     return summary.row(variant, source, search, at_load, load, cores)
 
 
