@@ -112,11 +112,12 @@ class OnlineBaseline(OnlineRunner):
     def __init__(self, model: RecurrentBaseline, class_names: list[str],
                  normalization: dict[str, list[float]], costs: Costs | None = None, *,
                  device: str | torch.device = "auto", skip: SkipThresholds | None = None,
-                 top_k: int = 5, amp: bool | None = None) -> None:
-        """``costs`` None: counted from the model (adafocus.flops.baseline_costs)."""
+                 top_k: int = 5, **runtime: Any) -> None:
+        """``costs`` None: counted from the model (adafocus.flops.baseline_costs);
+        ``runtime``: OnlineRunner's options (amp, cuda_graphs, pad_batches)."""
         super().__init__(model, class_names, normalization,
                          baseline_costs(model) if costs is None else costs, device=device,
-                         skip=skip, top_k=top_k, amp=amp)
+                         skip=skip, top_k=top_k, **runtime)
 
     def _initial_hidden(self) -> Hidden:
         return (self.model.initial_state(1, self._device)[0],)

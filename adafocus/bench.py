@@ -8,8 +8,13 @@ For every preset and stream count it times, in one run on the same uint8 frames:
 ``adafocus``: one OnlineAdaFocus.step over all streams (skipping off: every frame
 pays glance + policy + patch + classifier, the worst case), and ``full_frame``: the
 local network on the whole frame at full resolution (ResNet-50 at 224 for `paper`),
-including the same upload and normalisation. Weights are random (speed does not
-depend on them). Medians are printed and written as JSON; nothing is asserted.
+including the same upload and normalisation. On CUDA both run as CUDA graphs at
+the batch's bucket (adafocus.graphs), as the service runs them, and
+``adafocus_eager`` is the step without graphs (the launch-bound path). Weights are
+random (speed does not depend on them). Medians are printed and written as JSON;
+nothing is asserted. The GPU figure of README.md "Performance" comes from
+
+    python -m adafocus.bench --device cuda --presets paper --streams 1 4 16 64 --paper-iters 20
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import torch
 from adafocus.checkpoint import IMAGENET_NORMALIZATION
 from adafocus.config import preset
 from adafocus.flops import component_gflops
+from adafocus.graphs import GraphRunner
 from adafocus.models import AdaFocus
 from adafocus.online import OnlineAdaFocus
 from adafocus.runtime import resolve_device
@@ -50,10 +56,14 @@ def bench_preset(name: str, streams: list[int], iters: int, device: str) -> list
     """Rows of {preset, streams, method, median_ms, frames_per_s, gflops_per_frame}."""
     config = preset(name, num_classes=10)
     torch.manual_seed(0)
-    online = OnlineAdaFocus(AdaFocus(config), [str(i) for i in range(10)],
-                            IMAGENET_NORMALIZATION, component_gflops(config), device=device)
-    model = online.model
-    sync = torch.cuda.synchronize if online.device.startswith("cuda") else (lambda: None)
+    model = AdaFocus(config)
+    cuda = device.startswith("cuda")
+    online, eager = (OnlineAdaFocus(model, [str(i) for i in range(10)], IMAGENET_NORMALIZATION,
+                                    component_gflops(config), device=device, cuda_graphs=graphs)
+                     for graphs in (True, False))
+    network = online.model
+    graphs = GraphRunner(torch.device(device), enabled=True)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
 
     rng = np.random.default_rng(0)
     rows = []
@@ -63,14 +73,19 @@ def bench_preset(name: str, streams: list[int], iters: int, device: str) -> list
 
         def full_frame(frames=frames):
             with torch.inference_mode(), online.autocast():
-                return model.local_features(online.to_input(torch.from_numpy(frames)))
+                x = online.to_input(torch.from_numpy(frames))
+                return graphs.run("full_frame", network.local_features, x)
 
         timings = {
             "adafocus": _median_seconds(lambda frames=frames, ids=ids: online.step(frames, ids),
                                         iters, 2, sync),
             "full_frame": _median_seconds(full_frame, iters, 2, sync),
         }
-        gflops = {"adafocus": online.costs.full_step, "full_frame": online.costs.local_full}
+        if cuda:
+            timings["adafocus_eager"] = _median_seconds(
+                lambda frames=frames, ids=ids: eager.step(frames, ids), iters, 2, sync)
+        gflops = {"adafocus": online.costs.full_step, "adafocus_eager": online.costs.full_step,
+                  "full_frame": online.costs.local_full}
         for method, seconds in timings.items():
             rows.append({"preset": name, "streams": count, "method": method,
                          "median_ms": seconds * 1e3, "frames_per_s": count / seconds,
@@ -80,6 +95,7 @@ def bench_preset(name: str, streams: list[int], iters: int, device: str) -> list
                   flush=True)
         for sid in ids:
             online.drop(sid)
+            eager.drop(sid)
     return rows
 
 

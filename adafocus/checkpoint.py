@@ -95,11 +95,15 @@ def atomic_save(data: dict[str, Any], path: str | os.PathLike) -> Path:
 
 def load_checkpoint(spec: str | os.PathLike, map_location: str | torch.device = "cpu", *,
                     num_classes: int | None = None,
-                    frame_size: tuple[int, int] | None = None) -> Checkpoint:
+                    frame_size: tuple[int, int] | None = None,
+                    recount_costs: bool = True) -> Checkpoint:
     """Load and validate a checkpoint; raise CheckpointError naming the problem.
 
     ``num_classes`` / ``frame_size``, when given, are what the caller needs; a
     checkpoint for another class count or frame size is refused.
+    ``recount_costs=False`` trusts the stored GFLOPs (counted when the file was
+    saved) instead of counting them again from the config: counting imports sympy
+    and torch._dynamo, about 200 MB that a serving process would keep for life.
     """
     path = resolve_spec(spec)
     try:
@@ -117,7 +121,7 @@ def load_checkpoint(spec: str | os.PathLike, map_location: str | torch.device = 
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise CheckpointError(f"{path}: truncated or not a torch checkpoint "
                               f"({type(exc).__name__}: {first})") from None
-    checkpoint = _validate(data, path)
+    checkpoint = _validate(data, path, recount_costs)
     if num_classes is not None and checkpoint.config.num_classes != num_classes:
         raise CheckpointError(f"{path}: class-count mismatch: checkpoint has "
                               f"{checkpoint.config.num_classes} classes, expected {num_classes}")
@@ -150,13 +154,13 @@ def read_metadata(data: Any, path: Path, schema: type[ModelFile], expected: str,
     return metadata
 
 
-def _validate(data: Any, path: Path) -> Checkpoint:
+def _validate(data: Any, path: Path, recount_costs: bool = True) -> Checkpoint:
     def fail(problem: str) -> None:
         raise CheckpointError(f"{path}: {problem}")
 
     meta = read_metadata(data, path, CheckpointMetadata, CHECKPOINT_FORMAT,
                          "adafocus-stream checkpoint")
-    counted = component_gflops(meta.config).as_dict()
+    counted = component_gflops(meta.config).as_dict() if recount_costs else data["gflops"]
     mismatched = [f"gflops.{name}: {data['gflops'][name]} does not match the config "
                   f"({value:.6g})" for name, value in counted.items()
                   if not math.isclose(data["gflops"][name], value, rel_tol=0.01, abs_tol=1e-9)]

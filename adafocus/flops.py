@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from adafocus.config import AdaFocusConfig
 from adafocus.interface import Costs
@@ -27,6 +26,10 @@ if TYPE_CHECKING:
 
 def count_gflops(fn, *inputs: torch.Tensor) -> float:
     """GMACs of one call ``fn(*inputs)`` as counted by FlopCounterMode (FLOPs / 2 / 1e9)."""
+    # here, not at the top: torch.utils.flop_counter imports triton (~80 MB of RSS) and a
+    # serving process that trusts a checkpoint's stored costs never counts
+    from torch.utils.flop_counter import FlopCounterMode
+
     with FlopCounterMode(display=False) as counter:
         fn(*inputs)
     return counter.get_total_flops() / 2e9

@@ -9,7 +9,7 @@ the policy choose a patch, runs f_L on it and advances the recurrent classifier.
 from __future__ import annotations
 
 import os
-from typing import get_args
+from typing import Any, get_args
 
 import torch
 
@@ -27,35 +27,38 @@ class OnlineAdaFocus(OnlineRunner):
     ``skip`` thresholds (None = every frame in full) normally come from the
     checkpoint's calibration via :meth:`from_checkpoint`. ``patch_source`` "random" /
     "center" replace the policy's choice (the comparison methods of evaluation); the
-    default is the policy.
+    default is the policy. ``runtime``: OnlineRunner's options (amp, cuda_graphs,
+    pad_batches).
     """
 
     def __init__(self, model: AdaFocus, class_names: list[str],
                  normalization: dict[str, list[float]], costs: Costs, *,
                  device: str | torch.device = "auto", skip: SkipThresholds | None = None,
-                 top_k: int = 5, amp: bool | None = None,
-                 patch_source: PatchSource = "policy") -> None:
+                 top_k: int = 5, patch_source: PatchSource = "policy",
+                 **runtime: Any) -> None:
         if patch_source not in get_args(PatchSource):
             raise ValueError("patch_source must be 'policy', 'random' or 'center', "
                              f"got {patch_source!r}")
         self.patch_source = patch_source
         super().__init__(model, class_names, normalization, costs, device=device, skip=skip,
-                         top_k=top_k, amp=amp)
+                         top_k=top_k, **runtime)
 
     @classmethod
     def from_checkpoint(cls, spec: str | os.PathLike, device: str | torch.device = "auto",
                         skip_mode: str | None = None, budget: float | None = None,
-                        top_k: int = 5) -> OnlineAdaFocus:
+                        top_k: int = 5, recount_costs: bool = True,
+                        **runtime: Any) -> OnlineAdaFocus:
         """Load a checkpoint (path or "builtin:NAME").
 
         ``skip_mode`` None means "confidence" when the checkpoint has a skip
         calibration (or a ``budget`` is given) and "off" otherwise. ``budget`` picks
         the calibrated thresholds with the largest budget not above it (None: the
-        checkpoint's default budget).
+        checkpoint's default budget). ``recount_costs``: see load_checkpoint;
+        ``runtime``: OnlineRunner's options.
         """
         resolve_device(device)  # fail on a bad device before reading the file
         check_skip_mode(skip_mode)
-        checkpoint = load_checkpoint(spec)
+        checkpoint = load_checkpoint(spec, recount_costs=recount_costs)
         calibration = checkpoint.skip_calibration
         if skip_mode is None:
             skip_mode = "confidence" if (calibration is not None or budget is not None) else "off"
@@ -66,7 +69,7 @@ class OnlineAdaFocus(OnlineRunner):
                                  "use skip_mode='off' or calibrate (adafocus.skip.calibrate)")
             skip = thresholds_for_budget(calibration, budget)
         return cls(checkpoint.build_model(), checkpoint.class_names, checkpoint.normalization,
-                   checkpoint.costs, device=device, skip=skip, top_k=top_k)
+                   checkpoint.costs, device=device, skip=skip, top_k=top_k, **runtime)
 
     def _initial_hidden(self) -> Hidden:
         policy, classifier = self.model.initial_state(1, self._device)

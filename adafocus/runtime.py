@@ -18,16 +18,18 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from adafocus.interface import Action, Costs, StepResult
+from adafocus.graphs import GraphRunner
+from adafocus.interface import Costs, StepResult
 from adafocus.models.fusion import fold_batchnorm
+from adafocus.result_cache import FULL, GLANCE, SKIP, ResultCache
 from adafocus.skip import (
+    SIGNAL_GRID,
     SkipThresholds,
     StreamSignals,
     frame_thumbnails,
@@ -35,8 +37,9 @@ from adafocus.skip import (
     may_carry,
     pixel_change,
 )
+from adafocus.state_table import Hidden, StateTable
+from adafocus.upload import Uploader
 
-Hidden = tuple[torch.Tensor, ...]
 _WHOLE_FRAME = (0.0, 0.0, 1.0, 1.0)
 
 
@@ -87,18 +90,6 @@ def inference_copy(model: nn.Module, device: torch.device,
     return clone.to(device=device, dtype=dtype, memory_format=torch.channels_last)
 
 
-@dataclass
-class StreamState:
-    """One stream: its recurrent state and what skipping compares against."""
-
-    hidden: Hidden  # the model's recurrent state, one row per part, on the device
-    result: StepResult | None = None  # the label of the last full step
-    logits: torch.Tensor | None = None  # float32 CPU logits behind ``result``
-    thumb: torch.Tensor | None = None  # reference thumbnail (last full frame)
-    glance: torch.Tensor | None = None  # reference pooled glance features, model device
-    since_full: int = 0
-
-
 class OnlineRunner:
     """Per-stream recurrent inference with optional adaptive frame skipping.
 
@@ -108,12 +99,18 @@ class OnlineRunner:
 
     ``self.model`` is a private inference copy of the given model (see
     :func:`inference_copy`), so the caller's module is never moved, cast or modified.
+
+    The two sub-networks of a step run through adafocus.graphs: on CUDA (unless
+    ``cuda_graphs`` is False) as CUDA graphs at power-of-two batch buckets; on the
+    CPU directly, or padded to the same buckets with ``pad_batches`` (the CUDA
+    path's padding, checked on a CPU).
     """
 
     def __init__(self, model: nn.Module, class_names: Sequence[str],
                  normalization: dict[str, list[float]], costs: Costs, *,
                  device: str | torch.device = "auto", skip: SkipThresholds | None = None,
-                 top_k: int = 5, amp: bool | None = None) -> None:
+                 top_k: int = 5, amp: bool | None = None, cuda_graphs: bool = True,
+                 pad_batches: bool = False) -> None:
         if len(class_names) != model.config.num_classes:
             raise ValueError(f"{len(class_names)} class names for a "
                              f"{model.config.num_classes}-class model")
@@ -132,12 +129,13 @@ class OnlineRunner:
         self._mean = torch.tensor(normalization["mean"], dtype=torch.float32, device=self._device)
         self._std = torch.tensor(normalization["std"], dtype=torch.float32, device=self._device)
         self.costs = costs
-        self.skip = skip
         self.top_k = max(1, min(top_k, len(class_names)))
-        self._states: dict[Hashable, StreamState] = {}
-        self._staging: torch.Tensor | None = None  # pinned host buffer for uploads (CUDA)
-        # recorded after each upload from the buffer; waited on before refilling it
-        self._staging_free = torch.cuda.Event() if self._cuda else None
+        self._results = ResultCache(self._class_names, costs, self.top_k)
+        self.skip = skip
+        self._table = StateTable(self._initial_hidden(), len(class_names),
+                                 3 * SIGNAL_GRID * SIGNAL_GRID)
+        self._graphs = GraphRunner(self._device, cuda_graphs, pad_batches)
+        self._upload = Uploader(self._device)
 
     # ---- what a model defines ------------------------------------------------------
 
@@ -164,6 +162,11 @@ class OnlineRunner:
         return str(self._device)
 
     @property
+    def compute_dtype(self) -> torch.dtype | None:
+        """The autocast dtype the networks run in (None: float32)."""
+        return self._amp_dtype
+
+    @property
     def frame_size(self) -> tuple[int, int]:
         """(H, W) of the uint8 RGB frames step() expects."""
         return tuple(self.config.frame_size)
@@ -175,11 +178,23 @@ class OnlineRunner:
     @property
     def streams(self) -> list[Hashable]:
         """Ids of the streams holding state."""
-        return list(self._states)
+        return self._table.ids
+
+    @property
+    def skip(self) -> SkipThresholds | None:
+        """The skip thresholds in force (None: every frame in full)."""
+        return self._skip
+
+    @skip.setter
+    def skip(self, thresholds: SkipThresholds | None) -> None:
+        self._skip = thresholds
+        self._results.set_signal(self.costs.skip_signal if thresholds is not None else 0.0)
 
     def drop(self, stream_id: Hashable) -> None:
         """Release a stream that left. Idempotent."""
-        self._states.pop(stream_id, None)
+        row = self._table.release(stream_id)
+        if row is not None:
+            self._results.forget(row)
 
     def reset(self, stream_id: Hashable) -> None:
         """Forget a stream's history (e.g. after a reconnect). A stream's state is made
@@ -188,10 +203,10 @@ class OnlineRunner:
 
     def logits(self, stream_id: Hashable) -> torch.Tensor:
         """Float32 CPU logits (K,) behind the stream's current label."""
-        state = self._states.get(stream_id)
-        if state is None or state.logits is None:
+        row = self._table.row(stream_id)
+        if row is None or not self._table.labelled[row]:
             raise KeyError(f"stream {stream_id!r} has no result yet")
-        return state.logits.clone()
+        return self._table.logits[row].clone()
 
     def to_input(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 (N, H, W, 3) tensor -> normalised float (N, 3, H, W) on the model's device
@@ -217,7 +232,7 @@ class OnlineRunner:
                 frame = self._check_frames(frame[None], [key])
                 result = self.step(frame, [key])[0]
                 thumbs.append(frame_thumbnails(frame)[0].cpu())
-                glance.append(self._states[key].glance.cpu())
+                glance.append(self._table.glance[self._table.row(key)].cpu())
                 confidence.append(result.score)
                 predictions.append(result.class_id)
         finally:
@@ -237,112 +252,103 @@ class OnlineRunner:
         frames: uint8 RGB (B, H, W, 3), numpy or tensor (any device), row i belonging
         to ``stream_ids[i]``. New ids start a stream. Returns one StepResult per row.
 
-        Without skipping the step never waits for the device until its single
-        device->host copy of all results at the end; with skipping, deciding which
-        rows need the full model after the glance costs one more wait.
+        Vectorised over the batch: the streams' states are rows of preallocated
+        tensors (adafocus.state_table), the skip decision is a few array operations,
+        and carried-over labels reuse their results (adafocus.result_cache). The
+        step waits for the device once for the results of all fully processed rows;
+        with skipping, deciding which rows need more than the glance costs one wait
+        more (on the CPU neither is a wait).
         """
         frames = self._check_frames(frames, stream_ids)
         if not stream_ids:
             return []
-        states = [self._states.get(i) or StreamState(self._initial_hidden())
-                  for i in stream_ids]
-        for stream_id, state in zip(stream_ids, states, strict=True):
-            self._states[stream_id] = state
-            state.since_full += 1
-        actions: list[Action] = ["full"] * len(states)
+        table = self._table
+        rows = table.rows(stream_ids)
+        table.since[rows] += 1
+        actions = np.full(len(rows), FULL, np.int8)
         thumbs = None
-        if self.skip is not None:
+        if self._skip is not None:
             thumbs = frame_thumbnails(frames)
-            refs = torch.stack([s.thumb.to(t.device) if s.thumb is not None else t
-                                for s, t in zip(states, thumbs, strict=True)])
-            carry = self._may_carry(states, pixel_change(thumbs, refs), self.skip.pixel_change)
-            actions = ["skip" if c else "full" for c in carry]
+            refs = table.thumb[torch.from_numpy(rows)].to(thumbs.device)
+            actions[self._may_carry(rows, pixel_change(thumbs, refs),
+                                    self._skip.pixel_change)] = SKIP
+        run = np.flatnonzero(actions != SKIP)
+        if len(run):
+            self._run(frames, rows, run, actions, thumbs)
+        return self._results.results(rows.tolist(), actions.tolist())
 
-        run = [i for i, action in enumerate(actions) if action != "skip"]
-        if run:
-            self._run(frames, run, states, actions, thumbs)
-        return [self._result(state, action) for state, action in zip(states, actions, strict=True)]
-
-    def _may_carry(self, states: list[StreamState], change: torch.Tensor,
-                   change_max: float) -> list[bool]:
+    def _may_carry(self, rows: np.ndarray, change: torch.Tensor, change_max: float
+                   ) -> np.ndarray:
         """May these streams keep their last label (never one without a label yet)?
-        Decided on the host: the per-stream confidences and counters live there, and
-        the decision is needed there, so ``change`` crosses once."""
-        confidence = np.array([s.result.score if s.result else -1.0 for s in states], np.float32)
-        since = np.array([s.since_full for s in states])
-        labelled = np.array([s.result is not None for s in states])
-        carry = may_carry(change.float().cpu().numpy(), change_max, confidence,
-                          self.skip.confidence, since, self.skip.max_span)
-        return (carry & labelled).tolist()
+        Decided on the host: the confidences and counters live there, and the
+        decision is needed there, so ``change`` crosses once."""
+        table, skip = self._table, self._skip
+        carry = may_carry(change.float().cpu().numpy(), change_max, table.score[rows],
+                          skip.confidence, table.since[rows], skip.max_span)
+        return carry & table.labelled[rows]
 
-    def _run(self, frames: torch.Tensor, run: list[int], states: list[StreamState],
-             actions: list[Action], thumbs: torch.Tensor | None) -> None:
-        """The glance on the non-skipped rows, the full step on the rows that need it;
-        updates the states of the fully processed streams."""
-        if len(run) < len(states):
-            frames = frames[torch.tensor(run, device=frames.device)]
+    def _run(self, frames: torch.Tensor, rows: np.ndarray, run: np.ndarray,
+             actions: np.ndarray, thumbs: torch.Tensor | None) -> None:
+        """The glance on the non-skipped rows ``run``, the full step on those that need
+        it; stores the new state of the fully processed streams."""
+        if len(run) < len(rows):
+            frames = frames[torch.from_numpy(run).to(frames.device)]
         x = self.to_input(frames)
         with self.autocast():
-            glance, pooled = self._glance(x)
-            full = list(range(len(run)))
-            if self.skip is not None:
+            glance, pooled = self._graphs.run("glance", self._glance, x)
+            full = run
+            if self._skip is not None:
                 g_float = pooled.float()
-                refs = torch.stack([states[i].glance if states[i].glance is not None else g
-                                    for i, g in zip(run, g_float, strict=True)])
-                carry = self._may_carry([states[i] for i in run], glance_change(g_float, refs),
-                                        self.skip.glance_change)
-                for j, i in enumerate(run):
-                    if carry[j]:
-                        actions[i] = "glance"
-                full = [j for j in range(len(run)) if not carry[j]]
-                if not full:
+                refs = self._table.glance_refs(self._rows_on_device(rows[run]), g_float)
+                carry = self._may_carry(rows[run], glance_change(g_float, refs),
+                                        self._skip.glance_change)
+                actions[run[carry]] = GLANCE
+                if carry.all():
                     return
-                if len(full) < len(run):
-                    sel = torch.tensor(full, device=self._device)
-                    x, glance, pooled = x[sel], _rows(glance, sel), pooled[sel]
-            full_states = [states[run[j]] for j in full]
-            hidden = tuple(torch.stack(part) for part in zip(*(s.hidden for s in full_states),
-                                                             strict=True))
-            logits, boxes, hidden = self._full(x, glance, pooled, hidden)
-        self._store(full_states, [run[j] for j in full], thumbs, logits.float(),
-                    None if boxes is None else boxes.float(), tuple(h.float() for h in hidden),
-                    pooled.float())
+                if carry.any():
+                    keep = torch.from_numpy(np.flatnonzero(~carry)).to(self._device)
+                    x, glance, pooled = x[keep], _rows(glance, keep), pooled[keep]
+                full = run[~carry]
+            index = self._rows_on_device(rows[full])
+            hidden = tuple(part.index_select(0, index) for part in self._table.hidden)
+            logits, boxes, hidden = self._graphs.run("full", self._full_rows, x, glance, pooled,
+                                                     *hidden)
+        self._store(rows[full], index,
+                    None if thumbs is None else thumbs[torch.from_numpy(full)],
+                    logits.float(), None if boxes is None else boxes.float(),
+                    tuple(h.float() for h in hidden), pooled.float())
 
-    def _store(self, states: list[StreamState], rows: list[int], thumbs: torch.Tensor | None,
+    def _full_rows(self, x: torch.Tensor, glance: Any, pooled: torch.Tensor,
+                   *hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, Hidden]:
+        """`_full` with the hidden state's parts as separate arguments (graph inputs)."""
+        return self._full(x, glance, pooled, hidden)
+
+    def _store(self, rows: np.ndarray, index: torch.Tensor, thumbs: torch.Tensor | None,
                logits: torch.Tensor, boxes: torch.Tensor | None, hidden: Hidden,
                pooled: torch.Tensor) -> None:
-        """Keep the new recurrent states (on the device) and build the results from ONE
+        """Write the fully processed rows' new state and build their results from ONE
         device->host copy: softmax and top-k run batched on the device, and the host
         reads plain Python numbers instead of running small tensor ops per stream."""
-        num_classes, k = self.config.num_classes, self.top_k
+        table, k = self._table, self.top_k
+        for part, new in zip(table.hidden, hidden, strict=True):
+            part.index_copy_(0, index, new)
+        table.store_glance(index, pooled)
         top = logits.softmax(-1).topk(k)
         parts = [logits, top.values, top.indices.float()] + ([] if boxes is None else [boxes])
         host = torch.cat(parts, dim=1).cpu()
-        names = self._class_names
-        # unbind: all per-stream views in one call instead of one indexing op per stream
-        for state, values, logit_row, pooled_row, *hidden_rows in zip(
-                states, host.tolist(), host[:, :num_classes].unbind(), pooled.unbind(),
-                *(h.unbind() for h in hidden), strict=True):
-            scores = values[num_classes:num_classes + k]
-            classes = [int(c) for c in values[num_classes + k:num_classes + 2 * k]]
-            patch = tuple(values[num_classes + 2 * k:]) if boxes is not None else _WHOLE_FRAME
-            state.hidden, state.glance, state.logits = tuple(hidden_rows), pooled_row, logit_row
-            state.result = StepResult(
-                class_id=classes[0], label=names[classes[0]], score=scores[0],
-                topk=[(names[c], p) for c, p in zip(classes, scores, strict=True)],
-                patch=patch, skipped=False, action="full", gflops=self.costs.full_step,
-                gflops_full=self.costs.local_full)
-            state.since_full = 0
+        num_classes = logits.shape[1]
+        host_rows = torch.from_numpy(rows)
+        table.logits.index_copy_(0, host_rows, host[:, :num_classes])
+        table.score[rows] = host[:, num_classes].numpy()
+        table.since[rows] = 0
+        table.labelled[rows] = True
         if thumbs is not None:
-            for state, row in zip(states, rows, strict=True):
-                state.thumb = thumbs[row]
+            table.thumb.index_copy_(0, host_rows, thumbs.cpu())
+        self._results.store(rows.tolist(), host.tolist(), num_classes,
+                            _WHOLE_FRAME if boxes is None else None)
 
-    def _result(self, state: StreamState, action: Action) -> StepResult:
-        signal = self.costs.skip_signal if self.skip is not None else 0.0
-        if action == "full":
-            return replace(state.result, gflops=signal + self.costs.full_step)
-        cost = signal + (self.costs.glance if action == "glance" else 0.0)
-        return replace(state.result, patch=None, skipped=True, action=action, gflops=cost)
+    def _rows_on_device(self, rows: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(rows).to(self._device, non_blocking=True)
 
     # ---- frames in -----------------------------------------------------------------
 
@@ -363,33 +369,6 @@ class OnlineRunner:
             raise ValueError("a stream can advance only one frame per step: duplicate ids in "
                              f"{list(stream_ids)}")
         return frames
-
-    def _upload(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 frames -> the model's device, as uint8 (4x fewer bytes than float).
-
-        From CPU to CUDA the rows go through one persistent pinned buffer (grown to the
-        next power of two when a batch needs more) and one non-blocking copy: pinning a
-        fresh tensor every step (pin_memory) costs milliseconds. The buffer is refilled
-        only once the previous upload from it has finished (a CUDA event; by then it has
-        normally long finished, because each step copies its results back).
-        """
-        if not (self._cuda and frames.device.type == "cpu"):
-            return frames.to(self._device)
-        count = frames.shape[0]
-        if (self._staging is None or self._staging.shape[0] < count
-                or self._staging.shape[1:] != frames.shape[1:]):
-            # a replaced buffer stays reserved until its pending copy is done (torch's
-            # pinned-memory allocator records the copy), so only refills must wait
-            rows = 1 << max(count - 1, 0).bit_length()
-            self._staging = torch.empty((rows, *frames.shape[1:]), dtype=torch.uint8,
-                                        pin_memory=True)
-        else:
-            self._staging_free.synchronize()
-        staged = self._staging[:count]
-        staged.copy_(frames)
-        uploaded = staged.to(self._device, non_blocking=True)
-        self._staging_free.record(torch.cuda.current_stream(self._device))
-        return uploaded
 
 
 def _rows(glance: Any, sel: torch.Tensor) -> Any:

@@ -31,6 +31,7 @@ from pydantic import (
 
 from adafocus.interface import BUILTIN_PREFIX, SKIP_MODES, CheckpointError, resolve_spec
 from adafocus.schema import LISTS_OK, Schema, ValidationError, located, problems
+from stream.infer import read_only
 from stream.ingest.uri import TRANSPORTS, SourceError, mask_uri, parse_source
 from stream.wire.curve import CurveError, load_key_pair
 
@@ -103,6 +104,9 @@ class ModelSection(Schema):
     @field_validator("checkpoint")
     @classmethod
     def _checkpoint(cls, spec: str, info: ValidationInfo) -> str:
+        if spec.startswith(read_only.PREFIX):  # no model: the decode ceiling (benchmarks)
+            read_only.parse_size(spec)
+            return spec
         if spec.startswith(BUILTIN_PREFIX):
             try:
                 resolve_spec(spec)
@@ -188,6 +192,9 @@ class IngestSection(Schema):
     backoff_initial_s: Seconds = 0.5
     backoff_max_s: Seconds = 30.0
     backoff_jitter: Annotated[float, Field(strict=True, ge=0, le=1)] = 0.25
+    # Streams decoded by one producer process, each in its own thread
+    # (stream.ingest.group: memory per stream against isolation; 1: a process each).
+    streams_per_process: Annotated[int, Field(strict=True, ge=1, le=256)] = 16
 
     @model_validator(mode="after")
     def _backoff_range(self) -> IngestSection:
@@ -200,6 +207,14 @@ class WorkerSection(Schema):
     hang_timeout_s: Seconds = 15.0
     tick_idle_s: Annotated[float, Field(strict=True, ge=0)] = 0.005
     threads: Count = 1
+
+
+class LimitsSection(Schema):
+    """What this host is trusted to serve: a config beyond it is refused at start and
+    on every reload (stream.serve.admission). Not a producer setting: a reload that
+    changes it restarts nothing."""
+
+    max_streams: Count = 256
 
 
 class CurveSection(Schema):
@@ -313,6 +328,7 @@ class PipelineConfig(Schema):
     metrics: MetricsSection = MetricsSection()
     api: ApiSection = ApiSection()
     shard: ShardSection = ShardSection()
+    limits: LimitsSection = LimitsSection()
 
     @field_validator("streams", mode="before")
     @classmethod

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -64,6 +65,15 @@ class PipelineMetrics:
         self.gflops = counter("gflops", "Compute actually spent, GFLOPs.", ("stream",))
         self.gflops_full = counter(
             "gflops_full", "Compute the full-frame network would have spent, GFLOPs.", ("stream",)
+        )
+        self.full_frame_seconds = counter(
+            "full_frame_seconds",
+            "What the full-frame network would have taken for the worker's batches (its step "
+            "time per batch size, measured at start-up on the worker's device), seconds.",
+        )
+        self.cpu_seconds = counter(
+            "cpu_seconds", "CPU time of the pipeline's processes (all threads), seconds.",
+            ("role",),
         )
         self.reconnects = counter("reconnects", "Source reconnect attempts.", ("stream",))
         self.messages_published = counter("messages_published", "ZeroMQ messages sent.")
@@ -130,6 +140,21 @@ class PipelineMetrics:
         self.stream_up.labels(stream_id).set(1 if state == "up" else 0)
         for name in STATES:
             self.stream_state.labels(stream_id, name).set(1 if name == state else 0)
+
+
+class CpuMeter:
+    """Adds this process's CPU time to `cpu_seconds{role}` at every `update`: with the
+    frame counters, the CPU a frame costs in decode (role producer) and in the worker,
+    which GFLOPs do not show (README.md "Contracts: metrics")."""
+
+    def __init__(self, metrics: PipelineMetrics, role: str) -> None:
+        self._counter = metrics.cpu_seconds.labels(role)
+        self._counted = 0.0  # from the process's start: imports and model loading included
+
+    def update(self) -> None:
+        now = time.process_time()
+        self._counter.inc(now - self._counted)
+        self._counted = now
 
 
 def reset_multiprocess_dir(path: str | os.PathLike[str]) -> Path:

@@ -22,7 +22,7 @@ import pytest
 import zmq
 
 from stream.config import IngestSection, StreamSection
-from stream.ingest.producer import run_producer
+from stream.ingest.group import run_producer
 from stream.ring import NAME_PREFIX, SHM_DIR, FrameRing, pid_alive, ring_name
 from tests.support.producers import CLIP_FPS, CLIP_FRAMES, CLIP_SIZE, FAST, EventSink
 from tests.support.rtsp import RtspServer, gst_rtsp_problem, require_rtsp

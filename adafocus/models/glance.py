@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from adafocus.config import AdaFocusConfig
@@ -22,6 +21,9 @@ class GlanceNet(nn.Module):
     def __init__(self, config: AdaFocusConfig) -> None:
         super().__init__()
         if config.glance_arch == "mobilenet_v2":
+            # the paper preset only: torchvision imports torch._dynamo (~3 s, ~200 MB RSS)
+            import torchvision
+
             self.features = torchvision.models.mobilenet_v2(weights=None).features
             self.out_channels = 1280
             halvings = _MOBILENET_HALVINGS

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 
 from adafocus.config import AdaFocusConfig
@@ -17,6 +16,9 @@ class LocalNet(nn.Module):
     def __init__(self, config: AdaFocusConfig) -> None:
         super().__init__()
         if config.local_arch == "resnet50":
+            # the paper preset only: torchvision imports torch._dynamo (~3 s, ~200 MB RSS)
+            import torchvision
+
             self.features = torchvision.models.resnet50(weights=None)
             self.features.fc = nn.Identity()  # keeps the pooled 2048-d vector
             self.out_features = 2048

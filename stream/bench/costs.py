@@ -46,6 +46,17 @@ def _ring(height: int, width: int, frames: int) -> tuple[float, float]:
     return write / frames, read / frames
 
 
+def inproc_pair(context: zmq.Context) -> tuple[zmq.Socket, zmq.Socket]:
+    """(PULL, PUSH) connected on a fresh inproc endpoint: the worker's internal hop
+    to the supervisor, without a supervisor."""
+    endpoint = f"inproc://bench-{uuid.uuid4().hex}"
+    pull = context.socket(zmq.PULL)
+    pull.bind(endpoint)
+    push = context.socket(zmq.PUSH)
+    push.connect(endpoint)
+    return pull, push
+
+
 def _publish(frames: int) -> float:
     """label_frames + send_nowait, as the worker does per result (the receiving
     side drains in between so the queue never fills)."""
@@ -53,11 +64,7 @@ def _publish(frames: int) -> float:
                         patch=(0.1, 0.2, 0.4, 0.5), skipped=False, action="full", gflops=0.03,
                         gflops_full=0.17)
     context = zmq.Context()
-    endpoint = f"inproc://bench-costs-{uuid.uuid4().hex}"
-    pull = context.socket(zmq.PULL)
-    pull.bind(endpoint)
-    push = context.socket(zmq.PUSH)
-    push.connect(endpoint)
+    pull, push = inproc_pair(context)
     spent = 0.0
     try:
         for seq in range(frames):

@@ -33,7 +33,7 @@ import numpy as np
 import zmq
 
 from stream.config import IngestSection, StreamSection
-from stream.ingest.producer import run_producer
+from stream.ingest.group import run_producer
 from stream.ring import FrameRing, ring_name
 from stream.wire.messages import decode
 

@@ -8,6 +8,12 @@ the frame's `pts`; `frame index = round(pts * fps)` looks up the ground truth in
 the sidecar, so accuracy needs nothing from the pipeline beyond the label
 message (README.md "Contracts: result messages").
 
+Sources larger than the model's frame (`video`, e.g. 640x360 or 1280x720) are the
+same scene rendered at the frame size and scaled up before encoding: the decoder
+then does the work of a camera of that resolution (and scales back down), while
+the content, and so the accuracy, stays comparable across sizes. Upscaled frames
+compress better than a real camera's, so their decode is, if anything, cheaper.
+
 The cache key holds everything the pixels depend on (seed, split, size, rate,
 length, encoder settings and the scene's source code), so a changed scene
 re-encodes instead of silently serving stale clips.
@@ -19,7 +25,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,11 +56,14 @@ class Clip:
 
 
 def scene_clips(cache_dir: Path, count: int, seconds: float, size: tuple[int, int] = (128, 128),
-                fps: float = FPS, log: Callable[[str], None] = print) -> list[Clip]:
-    """`count` clips of `seconds` each (seeds FIRST_SEED, FIRST_SEED+1, ...), encoded
-    into `cache_dir` on first use."""
+                fps: float = FPS, log: Callable[[str], None] = print,
+                video: tuple[int, int] | None = None) -> list[Clip]:
+    """`count` clips of `seconds` each (seeds FIRST_SEED, FIRST_SEED+1, ...) of the
+    scene at `size` (height, width), encoded at `video` (default: `size`) into
+    `cache_dir` on first use."""
     frames = int(round(seconds * fps))
-    return [_clip(cache_dir, FIRST_SEED + i, frames, size, fps, log) for i in range(count)]
+    return [_clip(cache_dir, FIRST_SEED + i, frames, size, fps, log, video or size)
+            for i in range(count)]
 
 
 def _scene_source_digest() -> str:
@@ -64,30 +73,46 @@ def _scene_source_digest() -> str:
 
 
 def _clip(cache_dir: Path, seed: int, frames: int, size: tuple[int, int], fps: float,
-          log: Callable[[str], None]) -> Clip:
+          log: Callable[[str], None], encoded: tuple[int, int]) -> Clip:
     height, width = size
-    key = json.dumps([seed, SPLIT, height, width, fps, frames, ENCODER, _scene_source_digest()])
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    stem = f"digits-s{seed}-{width}x{height}-{fps:g}fps-{frames}f-{digest}"
+    parts = [seed, SPLIT, height, width, fps, frames, ENCODER, _scene_source_digest()]
+    if encoded != size:
+        parts.append(list(encoded))
+    digest = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:12]
+    stem = (f"digits-s{seed}-{width}x{height}-{fps:g}fps-{frames}f-{digest}"
+            if encoded == size else
+            f"digits-s{seed}-{width}x{height}-as-{encoded[1]}x{encoded[0]}-{fps:g}fps-"
+            f"{frames}f-{digest}")
     video, sidecar = cache_dir / f"{stem}.mp4", cache_dir / f"{stem}.labels.json"
     if not (video.is_file() and sidecar.is_file()):
         log(f"encoding {video.name} ({frames} frames, once; cached in {cache_dir})")
-        _encode(video, sidecar, seed, frames, size, fps)
+        _encode(video, sidecar, seed, frames, size, fps, encoded)
     meta = json.loads(sidecar.read_text())
     return Clip(video, np.asarray(meta["labels"], dtype=np.int16), float(meta["fps"]),
                 tuple(meta["class_names"]))
 
 
 def _encode(video: Path, sidecar: Path, seed: int, frames: int, size: tuple[int, int],
-            fps: float) -> None:
+            fps: float, encoded: tuple[int, int]) -> None:
     """Render and encode; both files appear atomically (temp + rename), sidecar last,
     so a crash mid-encode leaves no clip that looks complete."""
+    import av
+
     from adafocus.data.export import write_clip
     from adafocus.data.moving_digits import MovingDigitsScene
 
     height, width = size
     scene = MovingDigitsScene(seed, height, width, split=SPLIT, fps=fps)
-    write_clip(video, (scene.frame(index) for index in range(frames)), fps)
+
+    def rendered() -> Iterator[np.ndarray]:
+        for index in range(frames):
+            image = scene.frame(index)
+            if encoded != size:  # the camera's resolution (see the module docstring)
+                image = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(
+                    encoded[1], encoded[0], "rgb24").to_ndarray()
+            yield image
+
+    write_clip(video, rendered(), fps)
     labels = [scene.label_at(i) for i in range(frames)]
     meta = {"seed": seed, "split": SPLIT, "fps": fps, "frames": frames, "size": [height, width],
             "class_names": list(scene.class_names), "labels": labels}

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 METHODS = ("full_frame", "adafocus", "adafocus_skip")
+CEILING_PRESET = "none"  # the decode ceiling's rows
 PRESETS = ("tiny", "paper")
 CALIBRATION_BUDGETS = (0.2, 0.3, 0.5)  # as adafocus.train (default 0.3)
 CALIBRATION_SEQUENCES, CALIBRATION_STEPS = 2, 16
@@ -46,7 +47,22 @@ class Variant:
 
     @property
     def name(self) -> str:
-        return f"{self.preset}/{self.method}"
+        return self.method if self.preset == CEILING_PRESET else f"{self.preset}/{self.method}"
+
+    def describe(self) -> str:
+        if self.preset == CEILING_PRESET:
+            return "no model: the worker only reads the frames"
+        return (f"{'trained' if self.trained else 'untrained'} weights, skip {self.skip_mode}"
+                + (f" at budget {self.budget:g}" if self.budget is not None else ""))
+
+
+def ceiling_variant(frame_size: tuple[int, int]) -> Variant:
+    """The decode ceiling: the pipeline with no model (stream.infer.read_only), frames
+    scaled to `frame_size` as for the models."""
+    height, width = frame_size
+    return Variant(preset=CEILING_PRESET, method="decode_ceiling",
+                   model_file=f"none:{height}x{width}", skip_mode="off", budget=None,
+                   trained=False, frame_size=frame_size, gflops_full=0.0)
 
 
 def prepare_variants(cache_dir: Path, checkpoint: str, presets: tuple[str, ...],

@@ -1,39 +1,48 @@
-"""One probe: the real pipeline on N file streams for a bounded time, watched from
-outside like any user would.
+"""Probes: the real pipeline on N file streams, watched from outside like any user
+would watch it.
 
 The supervisor runs in its own process (spawn), exactly as `adafocus-stream run`
-runs it, from a config validated by `stream.config`; so every probe starts clean
-(its own rings, sockets and metrics folder) and leaves nothing behind. The bench
-process is the subscriber (`stream.client.Subscriber`, the one users get): it
-stamps each label on receipt, waits until every stream has published, lets the
-pipeline warm up, then measures over a fixed window: the labels themselves, the
-CPU time of every pipeline process (/proc), the worker's batch sizes and step
-times (/metrics) and, on CUDA, the GPU memory the worker holds (nvidia-smi).
+runs it, from a config file validated by `stream.config`. The bench process is
+the subscriber (`stream.client.Subscriber`, the one users get): it stamps each
+label on receipt, waits until every stream has published, lets the pipeline warm
+up, then measures over a fixed window: the labels themselves, the CPU time of
+every pipeline process (/proc), the worker's batch sizes and step times
+(/metrics) and, on CUDA, the GPU memory the worker holds (nvidia-smi).
+
+A `Session` is one running pipeline. Without ramping every probe is a session of
+its own (clean: its own rings, sockets and metrics folder, nothing left behind).
+In ramp mode one session serves a whole capacity search: each probe rewrites the
+config to the new stream count and reloads it (SIGHUP, the same path as any
+reload), so a probe costs a warm-up and a window instead of a start of the
+pipeline, its model and its device (about 30 s on a GPU).
 """
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from stream.bench import analysis, procstat
 from stream.bench.media import Clip
 from stream.bench.models import Variant
-from stream.config import PipelineConfig, parse_config
+from stream.bench.watch import ProbeFailed, Watch, stream_ids
 from stream.metrics import MULTIPROC_ENV
 
 STOP_GRACE_S = 20.0
 GPU_SAMPLE_S = 1.0
-TROUBLE = ("down", "ended", "stalled", "reconnecting")
 
 
 @dataclass(frozen=True)
@@ -48,168 +57,159 @@ class ProbePlan:
     start_timeout_s: float = 60.0  # plus 0.5 s per stream: all must publish by then
 
 
-class ProbeFailed(RuntimeError):
-    """The pipeline exited or its streams never all published: no measurement."""
-
-
-def serve(config: PipelineConfig) -> None:
-    """Process target: the supervisor, as `adafocus-stream run` runs it (warnings
-    only on stderr). Its metrics go to its own run folder, never to a
-    PROMETHEUS_MULTIPROC_DIR the caller may have set (the supervisor empties it)."""
+def serve(config_path: str) -> None:
+    """Process target: the supervisor, as `adafocus-stream run CONFIG` runs it
+    (warnings only on stderr; SIGHUP reloads the file). Its metrics go to its own
+    run folder, never to a PROMETHEUS_MULTIPROC_DIR the caller may have set (the
+    supervisor empties it)."""
     os.environ.pop(MULTIPROC_ENV, None)
     from stream.commands.run import setup_logging, supervise
+    from stream.config import load_config
 
     setup_logging("WARNING")
-    sys.exit(supervise(config, "adafocus-stream bench: pipeline did not start"))
-
-
-def stream_ids(count: int) -> list[str]:
-    return [f"bench-{i:03d}" for i in range(count)]
+    sys.exit(supervise(load_config(config_path), "adafocus-stream bench: pipeline did not start",
+                       config_path))
 
 
 def pipeline_config(variant: Variant, clips: list[Clip], streams: int, plan: ProbePlan,
-                    publish_port: int, metrics_port: int) -> PipelineConfig:
+                    publish_port: int, metrics_port: int) -> dict[str, Any]:
     """N streams playing the clips (stream i plays clip i mod len(clips)) at their
     native rate, reading the newest frame (lossless off), as for live cameras."""
     skip: dict[str, Any] = {"mode": variant.skip_mode}
     if variant.budget is not None:
         skip["budget"] = variant.budget
-    return parse_config({
+    return {
         "model": {"checkpoint": variant.model_file, "device": plan.device, "skip": skip,
                   "max_batch": plan.max_batch},
         "streams": [{"id": sid, "uri": str(clips[i % len(clips)].path), "realtime": True}
                     for i, sid in enumerate(stream_ids(streams))],
         "ingest": {"ring_slots": plan.ring_slots},
+        "limits": {"max_streams": max(streams, 256)},
         "publish": {"bind": f"tcp://127.0.0.1:{publish_port}", "sndhwm": 10_000},
         "metrics": {"bind": f"127.0.0.1:{metrics_port}"},
-    })
+    }
 
 
-class _Watch:
-    """The subscriber side of one probe: label rows of the window, trouble seen."""
+class Session:
+    """One running pipeline serving `variant`, watched by a subscriber. `probe(n)`
+    serves n streams (starting the pipeline, or reloading it to n) and measures."""
 
-    def __init__(self, sub, process, clips: list[Clip]) -> None:
-        self._sub, self._process = sub, process
-        self._index = {sid: i for i, sid in enumerate(stream_ids(len(clips)))}
-        self._clips = clips
-        self.started: set[str] = set()
-        self.rows: list[tuple] = []
-        self.problems: list[str] = []
-        self.recording = False
+    def __init__(self, variant: Variant, clips: list[Clip], plan: ProbePlan,
+                 costs: analysis.FrameCosts) -> None:
+        from stream.client import Subscriber
 
-    @property
-    def streams(self) -> int:
-        return len(self._index)
+        self._variant, self._clips, self._plan, self._costs = variant, clips, plan, costs
+        self._ports = (free_port(), free_port())
+        self._folder = tempfile.TemporaryDirectory(prefix="adafocus-bench-")
+        self._config = Path(self._folder.name) / "pipeline.yaml"
+        self._sub = Subscriber(f"tcp://127.0.0.1:{self._ports[0]}", events=True, rcvhwm=0)
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._watch: Watch | None = None
+        self._roles: dict[int, str] = {}
 
-    @property
-    def all_started(self) -> bool:
-        return len(self.started) == self.streams
+    def __enter__(self) -> Session:
+        return self
 
-    def pump(self, until: float, stop_when_started: bool = False) -> None:
-        """Receive until monotonic time `until` (or every stream has published)."""
-        while (now := time.monotonic()) < until:
-            if not self._process.is_alive():
-                raise ProbeFailed(f"the pipeline exited early (status "
-                                   f"{self._process.exitcode}; its log is on stderr)")
-            if stop_when_started and self.all_started:
-                return
-            message = self._sub.recv(timeout=min(0.05, until - now))
-            if message is not None:
-                self._take(message, time.time())
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
-    def _take(self, message, t_recv: float) -> None:
-        p = message.payload
-        i = self._index.get(p["stream"])
-        if i is None:
-            return
-        if message.kind == "event":
-            if self.recording and p["state"] in TROUBLE:
-                self.problems.append(f"{p['stream']} {p['state']} during the window: "
-                                     f"{p['detail']}")
-            return
-        self.started.add(p["stream"])
-        if not self.recording:
-            return
-        pts = p["pts"]
-        self.rows.append((i, p["seq"], math.nan if pts is None else pts, p["t_capture"],
-                          p["t_publish"], t_recv, p["class_id"], self._clips[i].truth_at(pts),
-                          p["skipped"], p["gflops"], p["gflops_full"]))
+    def probe(self, streams: int) -> dict[str, Any]:
+        """Serve `streams` streams and measure; a plain-data record (the rules are
+        in stream.bench.analysis). A pipeline that failed is not probed again."""
+        record: dict[str, Any] = {"variant": self._variant.name, "streams": streams,
+                                  "load_avg_1m": os.getloadavg()[0]}
+        began = time.monotonic()
+        try:
+            if self._process is not None and not self._process.is_alive():
+                raise ProbeFailed(f"the pipeline exited (status {self._process.exitcode})")
+            self._serve(streams)
+            record["pipeline_pid"] = self._process.pid
+            self._measure(record)
+        except ProbeFailed as exc:
+            record["error"] = str(exc)
+        record["probe_s"] = time.monotonic() - began
+        if "error" in record:
+            record.update(ok=False, reasons=[record["error"]])
+            return record
+        return self._verdict(record, streams)
+
+    def close(self) -> None:
+        if self._process is not None:
+            _stop(self._process)
+        self._sub.close()
+        self._folder.cleanup()
+
+    def _serve(self, streams: int) -> None:
+        """Write the config for `streams` and start the pipeline or reload it."""
+        config = pipeline_config(self._variant, self._clips, streams, self._plan, *self._ports)
+        self._config.write_text(yaml.safe_dump(config))
+        clips = [self._clips[i % len(self._clips)] for i in range(streams)]
+        if self._process is None:
+            process = multiprocessing.get_context("spawn").Process(
+                target=serve, args=(str(self._config),), name="adafocus-bench-pipeline")
+            process.start()
+            self._process = process
+            self._watch = Watch(self._sub, process, clips)
+        else:
+            self._watch.resize(clips)
+            os.kill(self._process.pid, signal.SIGHUP)
+
+    def _measure(self, record: dict[str, Any]) -> None:
+        watch, plan, process = self._watch, self._plan, self._process
+        streams = watch.streams
+        began = time.monotonic()
+        watch.pump(began + plan.start_timeout_s + 0.5 * streams, stop_when_started=True)
+        if not watch.all_started:
+            raise ProbeFailed(f"only {len(watch.started)} of {streams} streams published "
+                              "before the start timeout")
+        record["startup_s"] = time.monotonic() - began
+        watch.pump(time.monotonic() + plan.warmup_s)
+        cpu0 = procstat.sample(process.pid, self._roles)
+        self._roles = cpu0.roles
+        metrics_url = f"http://127.0.0.1:{self._ports[1]}/metrics"
+        metrics0 = _scrape(metrics_url)
+        end = time.monotonic() + plan.window_s
+        watch.start_window()
+        gpu_peak = None
+        while time.monotonic() < end:
+            if plan.device.startswith("cuda"):
+                worker = [pid for pid, role in cpu0.roles.items() if role == "worker"]
+                used = _gpu_memory_mb(worker[0] if worker else None)
+                if used is not None:
+                    gpu_peak = max(used, gpu_peak or used)
+            watch.pump(min(end, time.monotonic() + GPU_SAMPLE_S))
+        watch.recording = False
+        cpu1 = procstat.sample(process.pid, cpu0.roles)
+        metrics1 = _scrape(metrics_url)
+        record["cpu_s"], stable = procstat.delta(cpu0, cpu1)
+        if not stable:
+            watch.problems.append("a pipeline process started or exited during the window")
+        record["worker"] = _worker_stats(metrics0, metrics1)
+        if gpu_peak is not None:
+            record["gpu_memory_mb"] = gpu_peak
+
+    def _verdict(self, record: dict[str, Any], streams: int) -> dict[str, Any]:
+        watch, plan = self._watch, self._plan
+        data = analysis.as_arrays(watch.rows)
+        record.update(analysis.realtime(data, streams, plan.window_s, self._clips[0].fps))
+        if watch.problems:
+            record.update(ok=False, reasons=record["reasons"] + watch.problems[:5])
+        frames = len(watch.rows)
+        cpu = record.pop("cpu_s")
+        record.update(frames=frames, fps_processed=frames / plan.window_s,
+                      latency_ms=analysis.latency_ms(data), **analysis.quality(data),
+                      cpu_ms_per_frame=analysis.cpu_split_ms(cpu, frames, self._costs),
+                      cpu_cores=sum(cpu.values()) / plan.window_s,
+                      cpu_cores_by_role={k: v / plan.window_s for k, v in cpu.items()})
+        return record
 
 
 def run_probe(variant: Variant, clips: list[Clip], streams: int, plan: ProbePlan,
               costs: analysis.FrameCosts) -> dict[str, Any]:
-    """Serve `streams` streams with `variant` and measure; returns a plain-data
-    record (the rules are in stream.bench.analysis)."""
-    from stream.client import Subscriber
-
-    publish_port, metrics_port = _free_port(), _free_port()
-    config = pipeline_config(variant, clips, streams, plan, publish_port, metrics_port)
-    stream_clips = [clips[i % len(clips)] for i in range(streams)]
-    process = multiprocessing.get_context("spawn").Process(
-        target=serve, args=(config,), name="adafocus-bench-pipeline")
-    record: dict[str, Any] = {"variant": variant.name, "streams": streams,
-                              "load_avg_1m": os.getloadavg()[0]}
-    began = time.monotonic()
-    with Subscriber(f"tcp://127.0.0.1:{publish_port}", events=True, rcvhwm=0) as sub:
-        process.start()
-        watch = _Watch(sub, process, stream_clips)
-        try:
-            _measure(watch, process, plan, f"http://127.0.0.1:{metrics_port}/metrics", record)
-        except ProbeFailed as exc:
-            record["error"] = str(exc)
-        finally:
-            stopping = time.monotonic()
-            _stop(process)
-            record["stop_s"] = time.monotonic() - stopping
-    record["probe_s"] = time.monotonic() - began
-    if "error" in record:
-        record.update(ok=False, reasons=[record["error"]])
-        return record
-    data = analysis.as_arrays(watch.rows)
-    record.update(analysis.realtime(data, streams, plan.window_s, clips[0].fps))
-    if watch.problems:
-        record.update(ok=False, reasons=record["reasons"] + watch.problems[:5])
-    frames = len(watch.rows)
-    cpu = record.pop("cpu_s")
-    record.update(frames=frames, fps_processed=frames / plan.window_s,
-                  latency_ms=analysis.latency_ms(data), **analysis.quality(data),
-                  cpu_ms_per_frame=analysis.cpu_split_ms(cpu, frames, costs),
-                  cpu_cores=sum(cpu.values()) / plan.window_s,
-                  cpu_cores_by_role={k: v / plan.window_s for k, v in cpu.items()})
+    """One probe in a pipeline of its own, stopped afterwards."""
+    with Session(variant, clips, plan, costs) as session:
+        record = session.probe(streams)
     return record
-
-
-def _measure(watch: _Watch, process, plan: ProbePlan, metrics_url: str,
-             record: dict[str, Any]) -> None:
-    streams = watch.streams
-    began = time.monotonic()
-    watch.pump(began + plan.start_timeout_s + 0.5 * streams, stop_when_started=True)
-    if not watch.all_started:
-        raise ProbeFailed(f"only {len(watch.started)} of {streams} streams published before "
-                           "the start timeout")
-    record["startup_s"] = time.monotonic() - began
-    watch.pump(time.monotonic() + plan.warmup_s)
-    cpu0 = procstat.sample(process.pid)
-    metrics0 = _scrape(metrics_url)
-    end = time.monotonic() + plan.window_s
-    watch.recording = True
-    gpu_peak = None
-    while time.monotonic() < end:
-        if plan.device.startswith("cuda"):
-            worker = [pid for pid, role in cpu0.roles.items() if role == "worker"]
-            used = _gpu_memory_mb(worker[0] if worker else None)
-            if used is not None:
-                gpu_peak = max(used, gpu_peak or used)
-        watch.pump(min(end, time.monotonic() + GPU_SAMPLE_S))
-    watch.recording = False
-    cpu1 = procstat.sample(process.pid, cpu0.roles)
-    metrics1 = _scrape(metrics_url)
-    record["cpu_s"], stable = procstat.delta(cpu0, cpu1)
-    if not stable:
-        watch.problems.append("a pipeline process started or exited during the window")
-    record["worker"] = _worker_stats(metrics0, metrics1)
-    if gpu_peak is not None:
-        record["gpu_memory_mb"] = gpu_peak
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -229,7 +229,7 @@ def _stop(process) -> None:
         sweep_stale_segments()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

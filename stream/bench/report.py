@@ -40,34 +40,38 @@ def _num(value: float | None, fmt: str) -> str:
 def markdown(report: dict[str, Any]) -> str:
     """The Performance section: machine, command, one table, the ratios, notes."""
     m, s = report["machine"], report["settings"]
+    cuda = s["device"].startswith("cuda")
     lines = [
         f"Measured by `{report['command']}` on {m['description']} "
         f"(load average {m['load_avg_start'][0]:.2f} at start, {m['load_avg_end'][0]:.2f} at end"
         f"; {m['torch']}).",
         "",
-        f"Each probe runs the whole pipeline (supervisor, one producer per stream decoding "
-        f"H.264 {s['video']} clips of the moving-digits scene at 25 fps in real time, frame "
-        f"rings, the inference worker, the ZeroMQ publisher) and a subscriber, for a "
-        f"{s['window_s']:g} s window after {s['warmup_s']:g} s of warm-up. A count of "
-        "streams is served in real time when the published labels show < 1% dropped frames, "
-        "no growing lag and sources at their native rate.",
+        f"Each probe runs the whole pipeline (supervisor, producer processes decoding H.264 "
+        f"clips of the moving-digits scene ({s['video']}, encoded at each source resolution) "
+        f"at 25 fps in real time, frame rings, the inference worker, the ZeroMQ publisher) "
+        f"and a subscriber, for a {s['window_s']:g} s window after {s['warmup_s']:g} s of "
+        "warm-up. A count of streams is served in real time when the published labels show "
+        "< 1% dropped frames, no growing lag and sources at their native rate.",
         "",
-        "| variant | real-time 25 fps streams | at load: streams | latency p50 / p95 / p99 "
-        "(ms) | compute saved | accuracy | CPU ms per frame: decode / ring / model / publish "
-        "| mean batch |" + (" GPU MiB |" if s["device"].startswith("cuda") else ""),
-        "|---|---|---|---|---|---|---|---|" + ("---|" if s["device"].startswith("cuda") else ""),
+        "| source | variant | real-time 25 fps streams | % of decode ceiling | at load: streams "
+        "| latency p50 / p95 / p99 (ms) | compute saved | accuracy | CPU ms per frame: decode "
+        "/ ring / model / publish | mean batch |" + (" GPU MiB |" if cuda else ""),
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if cuda else ""),
     ]
     for row in report["variants"]:
         at = row.get("at_load") or {}
         lat = at.get("latency_ms", {})
         cpu = at.get("cpu_ms_per_frame", {})
         acc = at.get("accuracy")
-        accuracy = f"{UNTRAINED}" if not row["trained"] else (
+        accuracy = "n/a" if not at else f"{UNTRAINED}" if not row["trained"] else (
             "n/a" if acc is None else f"{100 * acc:.1f}%")
-        real = "" if at.get("ok") else " (not real time)"
+        real = "" if at.get("ok") or not at else " (not real time)"
+        share = row.get("ceiling_share")
         cells = [
+            row["source"],
             f"`{row['name']}`",
             capacity_text(row),
+            "n/a" if share is None else f"{100 * share:.0f}%",
             f"{at.get('streams', 'n/a')}{real}",
             " / ".join(_num(lat.get(k), ".0f") for k in ("p50", "p95", "p99")),
             "n/a" if "compute_saved" not in at else f"{round(100 * at['compute_saved']) or 0}%",
@@ -75,18 +79,20 @@ def markdown(report: dict[str, Any]) -> str:
             " / ".join(_num(cpu.get(k), ".2f") for k in ("decode", "ring", "model", "publish")),
             _num(at.get("worker", {}).get("batch_mean"), ".1f"),
         ]
-        if s["device"].startswith("cuda"):
+        if cuda:
             cells.append(_num(at.get("gpu_memory_mb"), ".0f"))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    for preset, summary in report["presets"].items():
+    for key, summary in report["presets"].items():
         ratio = summary.get("skip_vs_full_streams")
         gap = summary.get("accuracy_gap_points")
+        share = summary.get("ceiling_share", {}).get("adafocus_skip")
         lines.append(
-            f"- `{preset}`: AdaFocus with skipping serves "
+            f"- `{key}`: AdaFocus with skipping serves "
             f"{'n/a' if ratio is None else f'{ratio:.1f}x'} the real-time streams of the "
             f"full-frame network"
-            + ("" if gap is None else f", at {gap:+.1f} accuracy points") + ".")
+            + ("" if gap is None else f", at {gap:+.1f} accuracy points")
+            + ("" if share is None else f", {100 * share:.0f}% of the decode ceiling") + ".")
     lines += ["", *[f"- {note}" for note in report["notes"]], ""]
     return "\n".join(lines)
 
@@ -111,7 +117,7 @@ def plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
                   [p["cpu_ms_per_frame"].get("total", math.nan) for p in probes],
                   [p["latency_ms"]["p95"] for p in probes])
         for ax, y in zip(axes, series, strict=True):
-            (line,) = ax.plot(x, y, "-", label=row["name"], alpha=0.8)
+            (line,) = ax.plot(x, y, "-", label=f"{row['name']} @ {row['source']}", alpha=0.8)
             for xi, yi, p in zip(x, y, probes, strict=True):
                 ax.plot(xi, yi, "o", color=line.get_color(),
                         markerfacecolor=line.get_color() if p["ok"] else "none")
@@ -136,8 +142,8 @@ def plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
     fig.savefig(cost, dpi=110)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(8, 4))
-    names = [row["name"] for row in report["variants"]]
+    fig, ax = plt.subplots(figsize=(9, 1.5 + 0.35 * len(report["variants"])))
+    names = [f"{row['name']} @ {row['source']}" for row in report["variants"]]
     ax.barh(names, [row["capacity"] for row in report["variants"]], color="tab:blue")
     ax.set_xlabel("largest number of 25 fps streams served in real time")
     ax.invert_yaxis()

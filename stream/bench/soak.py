@@ -233,8 +233,8 @@ def sample(supervisor: int, roles: dict[int, str], metrics_dir: Path, t0: float)
 
 
 def roles_from_log(log: str) -> dict[int, str]:
-    roles = {int(pid): f"producer:{sid}" for sid, pid in
-             re.findall(r"started producer for stream (\S+) \(pid (\d+)\)", log)}
+    roles = {int(pid): f"producer:{slot}" for slot, pid in  # a process serves several streams
+             re.findall(r"started producer process (\d+) \(pid (\d+)\)", log)}
     roles.update({int(pid): "worker" for pid in
                   re.findall(r"started inference worker \(pid (\d+)\)", log)})
     return roles

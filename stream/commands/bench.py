@@ -2,14 +2,18 @@
 the real pipeline serves in real time with AdaFocus, against the full-frame
 network, on this machine.
 
-For each preset (tiny, paper) and each variant (full_frame, adafocus,
-adafocus_skip; see stream.bench.models) it searches the largest number of 25 fps
-streams served in real time (stream.bench.search, each probe a fresh pipeline:
-stream.bench.probe), then reports at a fixed load (the full-frame network's
-capacity, rounded down to a count the search visits, at least 1): latency from capture to
-subscriber receipt, compute saved, accuracy against the scene's ground truth, CPU
-per frame split into decode / ring / model / publish, and on CUDA the batch sizes
-and GPU memory. Outputs: bench.json, bench.md (the README's Performance table),
+For each source resolution (--sources, H.264 clips of the moving-digits scene),
+first the decode ceiling (the same pipeline with no model: the physical limit),
+then each preset (tiny, paper) and each variant (full_frame, adafocus,
+adafocus_skip; see stream.bench.models): it searches the largest number of 25 fps
+streams served in real time (stream.bench.search; each probe a fresh pipeline, or
+with --ramp one pipeline per search whose streams are added and removed by config
+reloads: stream.bench.probe), reports every capacity also as a share of the
+ceiling, then at a fixed load (the full-frame network's capacity, rounded down to
+a count the search visits, at least 1): latency from capture to subscriber
+receipt, compute saved, accuracy against the scene's ground truth, CPU per frame
+split into decode / ring / model / publish, and on CUDA the batch sizes and GPU
+memory. Outputs: bench.json, bench.md (the README's Performance table),
 cost_vs_streams.png and capacity.png in --out.
 
 The paper preset has no trained weights here: its rows measure throughput only.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -58,6 +63,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clips", type=int, help="distinct clips (stream i plays clip i mod N)")
     parser.add_argument("--clip-seconds", type=float, default=90.0,
                         help="clip length; must cover start-up + warm-up + window (default 90)")
+    parser.add_argument("--ramp", action="store_true",
+                        help="one pipeline per variant and source, streams added and removed "
+                             "by config reloads (SIGHUP) instead of a new pipeline per probe")
+    parser.add_argument("--sources", nargs="+", metavar="WxH",
+                        help="resolutions of the H.264 sources, e.g. 128x128 640x360 1280x720 "
+                             "(default: the model's frame size)")
     parser.add_argument("--max-batch", type=int, default=32, help="worker batch limit (config "
                         "model.max_batch)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
@@ -131,7 +142,12 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "clips": args.clips or clips, "clip_seconds": args.clip_seconds,
         "max_streams": args.max_streams or (256 if device.startswith("cuda") else 64),
         "max_batch": args.max_batch, "load": args.load, "env": env, "growth": growth,
+        "ramp": args.ramp, "sources": args.sources,
     }
+    for source in settings["sources"] or ():
+        if re.fullmatch(r"[1-9]\d{1,4}x[1-9]\d{1,4}", source) is None or any(
+                n % 2 for n in _size(source)):
+            raise ValueError(f"--sources {source!r}: expected WIDTHxHEIGHT, both even")
     for key in ("max_streams", "max_batch", "clips"):
         if settings[key] < 1:
             raise ValueError(f"--{key.replace('_', '-')} must be >= 1")
@@ -146,80 +162,88 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 def _bench(args: argparse.Namespace, settings: dict[str, Any], variants: list,
            machine: dict[str, Any]) -> dict[str, Any]:
     from stream.bench import costs as frame_costs
+    from stream.bench import summary
     from stream.bench.media import scene_clips
-    from stream.bench.probe import ProbePlan, run_probe
-    from stream.bench.search import CapacitySearch
+    from stream.bench.models import ceiling_variant
+    from stream.bench.probe import ProbePlan
 
-    video = next((v.frame_size for v in variants if v.preset == "tiny"), (128, 128))
-    clips = scene_clips(args.cache_dir, settings["clips"], settings["clip_seconds"], video,
-                        log=log)
+    scene = next((v.frame_size for v in variants if v.preset == "tiny"), (128, 128))
     plan = ProbePlan(window_s=settings["window_s"], warmup_s=settings["warmup_s"],
                      device=settings["device"], max_batch=settings["max_batch"])
-    costs = {size: frame_costs.measure(*size) for size in {v.frame_size for v in variants}}
+    ceiling = ceiling_variant(variants[0].frame_size)
+    settings["sources"] = settings["sources"] or [f"{scene[1]}x{scene[0]}"]
+    costs = {size: frame_costs.measure(*size)
+             for size in {v.frame_size for v in (ceiling, *variants)}}
+    clips = {source: scene_clips(args.cache_dir, settings["clips"], settings["clip_seconds"],
+                                 scene, log=log, video=_size(source))
+             for source in settings["sources"]}  # encoded before the budget's clock starts
+    runs = [(source, v) for source in settings["sources"] for v in (ceiling, *variants)]
     end = time.monotonic() + settings["budget_s"]
-
-    def share(left: int) -> float:
-        """Deadline giving this step an equal part of the time left."""
-        return time.monotonic() + max(0.0, end - time.monotonic()) / left
-
-    def prober(variant):
-        def probe(n: int) -> dict[str, Any]:
-            record = run_probe(variant, clips, n, plan, costs[variant.frame_size])
-            log(_probe_line(record))
-            return record
-        return probe
-
-    # Pass 1: every variant's coarse capacity, and the fixed-load probe.
-    searches, at_load, loads = [], [], {}
-    for k, variant in enumerate(variants):
-        log(f"{variant.name}: searching ({'trained' if variant.trained else 'untrained'} "
-            f"weights, skip {variant.skip_mode}"
-            + (f" at budget {variant.budget:g}" if variant.budget is not None else "") + ")")
-        search = CapacitySearch(prober(variant), max_streams=settings["max_streams"],
-                                precision=settings["precision"], growth=settings["growth"])
-        search.grow(share(len(variants) - k))
-        if variant.preset not in loads:  # the first variant of a preset fixes its load
-            loads[variant.preset] = settings["load"] or _load_for(search.streams,
-                                                                  settings["growth"])
-        load = loads[variant.preset]
-        # kept apart from the search: a noisy pass above a failure must not move its bounds
-        at_load.append(search.probes.get(load) or prober(variant)(load))
-        searches.append(search)
-    # Pass 2: bisect (or go on growing) with what time is left.
-    pending = [(v, s) for v, s in zip(variants, searches, strict=True) if not s.exact]
-    for k, (variant, search) in enumerate(pending):
-        log(f"{variant.name}: refining above {search.streams}"
-            + (f", below {search.upper}" if search.upper is not None else ""))
-        search.refine(share(len(pending) - k))
-    rows = [_row(variant, search, probe, loads[variant.preset], machine["cores"])
-            for variant, search, probe in zip(variants, searches, at_load, strict=True)]
+    rows: list[dict[str, Any]] = []
+    loads: dict[str, int | None] = {}  # "preset @ source" -> the fixed load there
+    for k, (source, variant) in enumerate(runs):
+        deadline = time.monotonic() + max(0.0, end - time.monotonic()) / (len(runs) - k)
+        log(f"{variant.name} on {source}: searching ({variant.describe()})")
+        row = _search(variant, source, clips[source], plan, costs[variant.frame_size],
+                      settings, deadline, loads, machine["cores"])
+        rows.append(row)
+    summary.add_ceiling_shares(rows)
     machine["load_avg_end"] = list(os.getloadavg())
     return {
         "command": _command_line(),
         "machine": machine,
-        "settings": {**settings, "video": f"{video[1]}x{video[0]}",
-                     "clip_files": [str(c.path) for c in clips]},
+        "settings": {**settings, "video": f"{scene[1]}x{scene[0]}"},
         "frame_costs_us": {f"{h}x{w}": {k: 1e6 * v for k, v in vars(c).items()}
                            for (h, w), c in costs.items()},
         "variants": rows,
-        "presets": _summaries(rows, loads),
-        "notes": _notes(rows, loads, settings),
+        "presets": summary.summaries(rows, {p: n for p, n in loads.items() if n}),
+        "notes": summary.notes(rows, {p: n for p, n in loads.items() if n}, settings),
     }
 
 
-def _row(variant, search, at_load: dict[str, Any], load: int, cores: int) -> dict[str, Any]:
-    probes = [search.probes[n] for n in sorted(search.probes)]
-    return {
-        "name": variant.name, "preset": variant.preset, "method": variant.method,
-        "trained": variant.trained, "model_file": variant.model_file,
-        "skip_mode": variant.skip_mode, "budget": variant.budget,
-        "frame_size": list(variant.frame_size), "gflops_full": variant.gflops_full,
-        "val_accuracy_training": variant.val_accuracy,
-        "capacity": search.streams, "capacity_upper": search.upper,
-        "capacity_exact": search.exact, "load": load, "at_load": at_load,
-        "limit": _limit(search, cores),
-        "probes": probes + ([] if any(p is at_load for p in probes) else [at_load]),
-    }
+def _search(variant, source: str, clips, plan, costs, settings: dict[str, Any],
+            deadline: float, loads: dict[str, int | None], cores: int) -> dict[str, Any]:
+    """One variant's capacity on one source resolution: grow, then bisect, within
+    `deadline`; in ramp mode all in one pipeline (stream.bench.probe.Session). The
+    first variant of a preset on a source fixes the fixed load there, probed for
+    every variant (in a fresh pipeline: the same frames for every variant)."""
+    from contextlib import nullcontext
+
+    from stream.bench import summary
+    from stream.bench.probe import Session, run_probe
+    from stream.bench.search import CapacitySearch
+
+    session = Session(variant, clips, plan, costs) if settings["ramp"] else nullcontext()
+
+    def probe(n: int, fresh: bool = False) -> dict[str, Any]:
+        record = (run_probe(variant, clips, n, plan, costs) if fresh or not settings["ramp"]
+                  else session.probe(n))
+        log(_probe_line(record))
+        return record
+
+    with session:
+        search = CapacitySearch(probe, max_streams=settings["max_streams"],
+                                precision=settings["precision"], growth=settings["growth"])
+        search.grow(deadline)
+        search.refine(deadline)
+    at_load, load = None, None
+    if variant.method != summary.CEILING:
+        key = f"{variant.preset} @ {source}"
+        if loads.get(key) is None:
+            loads[key] = settings["load"] or _load_for(search.streams, settings["growth"])
+        load = loads[key]
+        # A pipeline of its own, even when ramping: every variant then sees the same
+        # frames (the clips from their start) at this load, so accuracies compare. Kept
+        # apart from the search: a noisy pass above a failure must not move its bounds.
+        at_load = (search.probes.get(load) if not settings["ramp"] else None) or probe(
+            load, fresh=True)
+    return summary.row(variant, source, search, at_load, load, cores)
+
+
+def _size(text: str) -> tuple[int, int]:
+    """"WIDTHxHEIGHT" -> (height, width)."""
+    width, _, height = text.partition("x")
+    return int(height), int(width)
 
 
 def _command_line() -> str:
@@ -250,73 +274,6 @@ def _probe_line(r: dict[str, Any]) -> str:
             f" | {r['cpu_cores']:.2f} cores, {r['cpu_ms_per_frame'].get('total', 0):.2f} ms/frame"
             f" | batch {r['worker'].get('batch_mean', 0):.1f} | load {r['load_avg_1m']:.1f}"
             f" | {r['probe_s']:.0f} s")
-
-
-def _limit(search, cores: int) -> dict[str, Any] | None:
-    """Why the first failing count failed, with where the CPU went there."""
-    if search.upper is None:
-        return None
-    r = search.probes[search.upper]
-    limit = {"streams": search.upper, "reasons": r["reasons"]}
-    if "cpu_cores" in r:
-        split = {k: v for k, v in r["cpu_ms_per_frame"].items() if k != "total"}
-        limit.update(cpu_cores=r["cpu_cores"], cores=cores, cpu_ms_per_frame=split,
-                     largest=max(split, key=split.get) if split else None)
-    return limit
-
-
-def _summaries(rows: list[dict[str, Any]], loads: dict[str, int]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for preset, load in loads.items():
-        by = {r["method"]: r for r in rows if r["preset"] == preset}
-        summary: dict[str, Any] = {"load": load}
-        full, skip = by.get("full_frame"), by.get("adafocus_skip")
-        if full and skip:
-            summary["full_frame_streams"] = full["capacity"]
-            summary["adafocus_skip_streams"] = skip["capacity"]
-            if full["capacity"] > 0:
-                summary["skip_vs_full_streams"] = skip["capacity"] / full["capacity"]
-            a, b = skip["at_load"].get("accuracy"), full["at_load"].get("accuracy")
-            if skip["trained"] and full["trained"] and a is not None and b is not None:
-                summary["accuracy_gap_points"] = 100 * (a - b)
-        out[preset] = summary
-    return out
-
-
-def _notes(rows: list[dict[str, Any]], loads: dict[str, int], s: dict[str, Any]) -> list[str]:
-    notes = ["Fixed load for latency, compute saved, accuracy and the CPU split: "
-             + ", ".join(f"{p}: {n} stream(s)" for p, n in loads.items())
-             + " (the full-frame capacity rounded down to a power of the search's growth "
-             "factor, at least 1).",
-             "CPU per frame: per-process CPU time (/proc) over the window divided by the "
-             "labels published; decode = producer processes minus the ring write, model = "
-             "worker process minus ring read and message encoding, publish = encoding + the "
-             "supervisor's forwarder; ring and encoding costs are timed in isolation."]
-    offline = [f"`{r['name']}` {100 * r['val_accuracy_training']:.1f}%" for r in rows
-               if r["val_accuracy_training"] is not None]
-    if offline:
-        notes.append("For reference, every-frame validation accuracy recorded by training "
-                     "(offline, no skipping): " + ", ".join(offline) + ".")
-    if any(not r["trained"] for r in rows):
-        notes.append("Untrained rows run random weights (the paper preset cannot be "
-                     "downloaded here): their throughput is real, their accuracy meaningless.")
-    for r in rows:
-        if r["limit"] and r["method"] == "adafocus_skip":
-            lim = r["limit"]
-            where = "" if "cpu_cores" not in lim else (
-                f"; the pipeline used {lim['cpu_cores']:.2f} of {lim['cores']} cores, most per "
-                f"frame in {lim['largest']} "
-                f"({lim['cpu_ms_per_frame'][lim['largest']]:.2f} ms)")
-            notes.append(f"`{r['name']}` at {lim['streams']} streams: "
-                         f"{'; '.join(lim['reasons'])}{where}.")
-        if not r["capacity_exact"]:
-            notes.append(f"`{r['name']}`: search cut short by --budget/--max-streams "
-                         f"(capacity {r['capacity']}, first failure "
-                         f"{r['capacity_upper'] or 'not reached'}).")
-    if s["env"]:
-        notes.append("Pipeline environment: "
-                     + ", ".join(f"{k}={v}" for k, v in s["env"].items()) + ".")
-    return notes
 
 
 def _machine(device: str) -> dict[str, Any]:

@@ -18,8 +18,11 @@ found and restarted.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
 import logging
+import math
 import os
 import signal
 import time
@@ -34,7 +37,9 @@ import zmq
 from adafocus.interface import CheckpointError, OnlineModel  # torch-free
 from stream.config import ModelSection, WorkerSection
 from stream.exitcodes import EXIT_MODEL_ERROR
-from stream.metrics import PipelineMetrics
+from stream.infer import read_only
+from stream.infer.counters import StreamCounters
+from stream.metrics import CpuMeter, PipelineMetrics
 from stream.ring import FrameMeta, FrameRing
 from stream.wire.messages import label_frames
 from stream.wire.push import connect_push, send_nowait
@@ -46,6 +51,7 @@ log = logging.getLogger("adafocus.worker")
 # like an inference call stuck in a driver. Unset in every real deployment; the
 # worker does not even look for the file then.
 TEST_HANG_FILE_ENV = "ADAFOCUS_TEST_HANG_FILE"
+FLUSH_S = 0.5  # how often per-stream counters are written (stream.infer.counters)
 
 
 class Heartbeat(Protocol):
@@ -68,6 +74,7 @@ class WorkerStream:
 class _Stream:
     spec: WorkerStream
     ring: FrameRing
+    counters: StreamCounters
     epoch: int | None = None
 
 
@@ -75,7 +82,10 @@ class InferenceWorker:
     """The tick loop's state: attached rings, the batch buffer, the model.
 
     Kept apart from the process plumbing (`run_worker`) so each tick is one plain
-    method call: gather -> step -> publish."""
+    method call: gather -> step -> publish. `full_frame_seconds(batch)` (when
+    given) is what the full-frame network takes for a batch of that size on this
+    device: each tick adds it up next to the real step time, so the dashboard
+    shows the time saved as well as the GFLOPs."""
 
     def __init__(
         self,
@@ -83,12 +93,17 @@ class InferenceWorker:
         max_batch: int,
         publish: Callable[[list[bytes]], bool],
         metrics: PipelineMetrics,
+        full_frame_seconds: Callable[[int], float] | None = None,
+        flush_s: float = FLUSH_S,
     ) -> None:
         height, width = model.frame_size
         self._model = model
         self._class_names: list[str] = list(model.class_names)
         self._publish = publish
         self._metrics = metrics
+        self._full_frame_seconds = full_frame_seconds
+        self._flush_s = flush_s
+        self._flushed = -math.inf
         # Rings hold exactly model.frame_size frames, so frames are copied once,
         # straight from shared memory into the batch the model reads.
         self._batch = np.empty((max_batch, height, width, 3), dtype=np.uint8)
@@ -102,23 +117,26 @@ class InferenceWorker:
     def add(self, spec: WorkerStream) -> None:
         if spec.id in self._streams:
             self.remove(spec.id)
-        self._streams[spec.id] = _Stream(spec, FrameRing.attach(spec.ring_name))
-        # Counters that may never move (skipping off, a worker that keeps up) exist at 0
-        # from the start, so dashboards read 0 rather than "no data". The others appear
-        # with the first frame, so ratios of them never start as 0/0.
-        self._metrics.frames_skipped.labels(spec.id)
-        self._metrics.frames_dropped.labels(spec.id, "stale")
+        self._streams[spec.id] = _Stream(spec, FrameRing.attach(spec.ring_name),
+                                         StreamCounters(self._metrics, spec.id))
 
     def remove(self, stream_id: str) -> None:
         state = self._streams.pop(stream_id, None)
         if state is None:
             return
+        state.counters.flush()
         state.ring.close()
         self._model.drop(stream_id)
 
     def close(self) -> None:
         for stream_id in list(self._streams):
             self.remove(stream_id)
+
+    def flush(self) -> None:
+        """Write every stream's counts added up since the last flush."""
+        for state in self._streams.values():
+            state.counters.flush()
+        self._flushed = time.monotonic()
 
     def _gather(self) -> list[tuple[_Stream, FrameMeta]]:
         """Copy the due frame of each stream into the batch buffer, at most max_batch.
@@ -131,21 +149,21 @@ class InferenceWorker:
         start = self._next_start % len(states)
         order = states[start:] + states[:start]
         taken: list[tuple[_Stream, FrameMeta]] = []
+        batch = self._batch
         for state in order:
-            if len(taken) == len(self._batch):
+            if len(taken) == len(batch):
                 break
-            row = self._batch[len(taken)]
+            row = batch[len(taken)]
             ring = state.ring
             meta = ring.read_next(row) if state.spec.lossless else ring.read_latest(row)
             if meta is None:
                 continue
-            sid = state.spec.id
             if meta.skipped:
-                self._metrics.frames_dropped.labels(sid, "stale").inc(meta.skipped)
+                state.counters.stale.inc(meta.skipped)
             if state.epoch is not None and meta.epoch != state.epoch:
                 # The producer reconnected: the new frames do not continue the old
                 # scene, so the recurrent state must not carry over.
-                self._model.reset(sid)
+                self._model.reset(state.spec.id)
             state.epoch = meta.epoch
             taken.append((state, meta))
         self._next_start = start + max(1, len(taken))
@@ -157,35 +175,33 @@ class InferenceWorker:
         if not taken:
             return 0
         t_take = time.time()
-        ids = [state.spec.id for state, _ in taken]
-        for sid, (_, meta) in zip(ids, taken, strict=True):
-            self._metrics.wait.labels(sid).observe(max(0.0, t_take - meta.t_capture))
+        ids = []
+        for state, meta in taken:
+            ids.append(state.spec.id)
+            state.counters.wait.observe(max(0.0, t_take - meta.t_capture))
         started = time.perf_counter()
         results = self._model.step(self._batch[: len(taken)], ids)
-        self._metrics.inference.observe(time.perf_counter() - started)
-        self._metrics.batch_size.observe(len(taken))
         m = self._metrics
-        for sid, (_, meta), result in zip(ids, taken, results, strict=True):
-            frames = label_frames(
-                sid, meta.seq, meta.pts, meta.t_capture, result, self._truth(meta.truth)
-            )
-            sent = self._publish(frames)
-            t_publish = time.time()
-            m.frames_processed.labels(sid).inc()
-            if result.skipped:
-                m.frames_skipped.labels(sid).inc()
-            m.gflops.labels(sid).inc(result.gflops)
-            m.gflops_full.labels(sid).inc(result.gflops_full)
+        m.inference.observe(time.perf_counter() - started)
+        m.batch_size.observe(len(taken))
+        if self._full_frame_seconds is not None:
+            m.full_frame_seconds.inc(self._full_frame_seconds(len(taken)))
+        publish, names = self._publish, self._class_names
+        for sid, (state, meta), result in zip(ids, taken, results, strict=True):
+            truth = names[meta.truth] if 0 <= meta.truth < len(names) else None
+            sent = publish(label_frames(sid, meta.seq, meta.pts, meta.t_capture, result, truth))
+            counts = state.counters
+            counts.frames += 1
+            counts.skipped += result.skipped
+            counts.gflops += result.gflops
+            counts.gflops_full += result.gflops_full
             if sent:
-                m.latency.labels(sid).observe(max(0.0, t_publish - meta.t_capture))
+                counts.latency.observe(max(0.0, time.time() - meta.t_capture))
             else:
-                m.frames_dropped.labels(sid, "backpressure").inc()
+                counts.backpressure += 1
+        if time.monotonic() - self._flushed >= self._flush_s:
+            self.flush()
         return len(taken)
-
-    def _truth(self, class_id: int) -> str | None:
-        if 0 <= class_id < len(self._class_names):
-            return self._class_names[class_id]
-        return None
 
 
 class _HangInjector:
@@ -217,6 +233,54 @@ def _apply(worker: InferenceWorker, command: tuple[str, Any]) -> bool:
     return True
 
 
+def _load(model_section: ModelSection, worker_section: WorkerSection) -> OnlineModel:
+    """The model of the config: a checkpoint or baseline file, or none (read only)."""
+    if model_section.checkpoint.startswith(read_only.PREFIX):
+        return read_only.ReadOnlyModel(read_only.parse_size(model_section.checkpoint))
+    # PyTorch's CPU thread pool sized to the worker's share of the machine, set
+    # before torch loads. Its default (every core, spinning OpenMP threads) fights
+    # the producers for the same cores: measured by the bench on 2 cores, one tiny
+    # step took 151 ms with the default and 4.7 ms with one thread; on an H100 host
+    # the idle spinning burnt 4-12 cores for a GPU doing all the work.
+    os.environ["OMP_NUM_THREADS"] = str(worker_section.threads)
+    import torch
+
+    torch.set_num_threads(worker_section.threads)
+
+    # the model library and PyTorch, in the child only
+    from adafocus.loading import load_online  # an AdaFocus checkpoint or a baseline file
+
+    skip_on = model_section.skip_mode != "off"
+    return load_online(
+        model_section.checkpoint,
+        device=model_section.device,
+        skip_mode=model_section.skip_mode,
+        budget=model_section.budget if skip_on else None,
+        recount_costs=False,  # counting FLOPs would keep ~200 MB of modules loaded
+    )
+
+
+def _full_frame_clock(model: OnlineModel, max_batch: int) -> Callable[[int], float] | None:
+    """The full-frame network's step time per batch size on the model's device (see
+    adafocus.reference), for the time-saved metric; None for a model not on the
+    library's runtime."""
+    if isinstance(model, read_only.ReadOnlyModel):
+        return None
+    from adafocus.reference import measure_full_frame
+    from adafocus.runtime import OnlineRunner
+
+    if not isinstance(model, OnlineRunner):
+        return None
+    clock = measure_full_frame(model, max_batch)
+    log.info("full-frame step on %s: %s", model.device, ", ".join(
+        f"batch {b}: {1e3 * s:.1f} ms" for b, s in clock.measured.items()))
+    # The measurement's activations (the full frame at max_batch) were freed into
+    # glibc's heap, which keeps them resident unless asked to give them back.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
+    return clock
+
+
 def run_worker(
     model_section: ModelSection,
     worker_section: WorkerSection,
@@ -239,31 +303,13 @@ def run_worker(
 
     signal.signal(signal.SIGTERM, on_term)
 
-    # PyTorch's CPU thread pool sized to the worker's share of the machine, set
-    # before torch loads. Its default (every core, spinning OpenMP threads) fights
-    # the producers for the same cores: measured by the bench on 2 cores, one tiny
-    # step took 151 ms with the default and 4.7 ms with one thread; on an H100 host
-    # the idle spinning burnt 4-12 cores for a GPU doing all the work.
-    os.environ["OMP_NUM_THREADS"] = str(worker_section.threads)
-    import torch
-
-    torch.set_num_threads(worker_section.threads)
-
-    # the model library and PyTorch, in the child only
-    from adafocus.loading import load_online  # an AdaFocus checkpoint or a baseline file
-
-    skip_on = model_section.skip_mode != "off"
     try:
-        model = load_online(
-            model_section.checkpoint,
-            device=model_section.device,
-            skip_mode=model_section.skip_mode,
-            budget=model_section.budget if skip_on else None,
-        )
+        model = _load(model_section, worker_section)
     except (CheckpointError, OSError, RuntimeError, ValueError) as exc:
         one_line = " ".join(str(exc).split())  # one clear line, however the library wrapped it
         control.send(("error", f"model.checkpoint: {one_line}"))
         raise SystemExit(EXIT_MODEL_ERROR) from None
+    full_frame = _full_frame_clock(model, model_section.max_batch)
     control.send(
         (
             "ready",
@@ -278,11 +324,12 @@ def run_worker(
     context = zmq.Context()
     push = connect_push(context, results_endpoint, hwm=results_hwm)
     metrics = PipelineMetrics()
+    cpu = CpuMeter(metrics, "worker")
     # The forwarder being behind drops a label (counted) rather than stalling inference.
-    worker = InferenceWorker(
-        model, model_section.max_batch, functools.partial(send_nowait, push), metrics
-    )
+    worker = InferenceWorker(model, model_section.max_batch,
+                             functools.partial(send_nowait, push), metrics, full_frame)
     hang = _HangInjector(os.environ.get(TEST_HANG_FILE_ENV))
+    cpu_counted = time.monotonic()
     try:
         for spec in streams:
             worker.add(spec)
@@ -291,7 +338,11 @@ def run_worker(
                 running = _apply(worker, control.recv())
             hang.maybe_hang()
             processed = worker.tick()
-            heartbeat.value = time.monotonic()
+            now = time.monotonic()
+            heartbeat.value = now
+            if now - cpu_counted >= FLUSH_S:
+                cpu.update()
+                cpu_counted = now
             metrics.worker_last_tick.set(time.time())
             if processed == 0:
                 time.sleep(worker_section.tick_idle_s)
@@ -299,5 +350,6 @@ def run_worker(
         pass  # the supervisor is gone; nothing left to work for
     finally:
         worker.close()
+        cpu.update()
         push.close()
         context.term()

@@ -1,58 +1,54 @@
-"""One producer process per stream: source -> frame ring, with reconnects.
+"""One stream's ingest loop: source -> frame ring, with reconnects.
 
-`run_producer(stream, ring_name, events_endpoint, ingest)` is the process
-target (spawn-safe: every argument pickles). It attaches the ring the
-supervisor created, then loops: open the source, write every frame into the
-ring stamped with seq / pts / capture time, and when the source fails,
-reconnect with bounded exponential backoff and jitter. State changes go out as
-events (`connecting`, `up`, `stalled`, `reconnecting`, `down`, `ended`) on a
-ZeroMQ PUSH socket that never blocks.
+`Producer.run` opens the source, writes every frame into the stream's ring
+stamped with seq / pts / capture time, and when the source fails, reconnects
+with bounded exponential backoff and jitter. State changes go out as events
+(`connecting`, `up`, `stalled`, `reconnecting`, `down`, `ended`) on a ZeroMQ
+PUSH socket that never blocks. It returns the stream's outcome as an exit code
+(stream.exitcodes): 0 stopped or the source ended (after `ended`), 3 permanent
+failure (after `down`).
 
-Exit codes: 0 stopped by SIGTERM/SIGINT or the source ended (after `ended`);
-3 permanent failure (after `down`): the supervisor does not restart those;
-anything else is a crash and is restarted.
-
-Why a thread: the ingest loop runs in a worker thread and the main thread only
-waits for signals. A Python signal handler runs only between bytecodes, and
-libav may sit in a network read for up to the stall timeout; with the main
-thread free, SIGTERM is acted on within a fraction of a second, and a thread
-still stuck inside libav is abandoned (`os._exit`) after `STOP_GRACE_S`.
+A producer runs in a thread of a producer process, next to the other streams of
+that process (stream.ingest.group). It keeps `deadline`, the monotonic time by
+which it must show progress again (a frame, a failed open, a retry), set from
+its own timeouts: a thread past its deadline is stuck inside libav, which only
+a restart of its process can end.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
-import signal
-import sys
 import threading
 import time
 
 import zmq
 
 from stream.backoff import Backoff
-from stream.config import IngestSection, StreamSection
-from stream.exitcodes import EXIT_CRASH, EXIT_OK, EXIT_PERMANENT
+from stream.config import IngestSection
+from stream.exitcodes import EXIT_OK, EXIT_PERMANENT
 from stream.ingest.sources import Source, open_source
-from stream.ingest.uri import (
-    SourceError,
-    SourceSpec,
-    SourceTimeout,
-    SourceUnavailable,
-    parse_source,
-)
+from stream.ingest.uri import SourceError, SourceSpec, SourceTimeout, SourceUnavailable
 from stream.metrics import PipelineMetrics
 from stream.ring import FrameRing
 from stream.wire.messages import event_frames
-from stream.wire.push import connect_push, send_nowait
+from stream.wire.push import send_nowait
 
 log = logging.getLogger(__name__)
 
+# Test-only fault injection: when this variable names a file that exists and holds
+# this stream's id, the ingest thread deletes it and then never returns (nor looks
+# at its stop flag), exactly like a call stuck inside libav. Unset in every real
+# deployment; the file is not even looked for then.
+TEST_HANG_FILE_ENV = "ADAFOCUS_TEST_PRODUCER_HANG_FILE"
 
-# Not configuration: how long a stopping producer waits for its ingest thread, and
-# how many events queue while the supervisor is slow.
-STOP_GRACE_S = 0.5
-EVENTS_HWM = 1000
+
+def hang_grace_s(ingest: IngestSection) -> float:
+    """How long past its own timeouts a stream may stay silent before its thread
+    counts as stuck inside libav: libav's interrupt fires at the timeout, so only a
+    call that ignores it stays silent this long."""
+    return max(5.0, ingest.stall_timeout_s)
 
 
 class Producer:
@@ -89,6 +85,12 @@ class Producer:
         self._counted_overwritten = ring.overwritten
         self._errors_this_session = 0
         self._was_up = False
+        self.grace_s = hang_grace_s(ingest)
+        self._hang_file = os.environ.get(TEST_HANG_FILE_ENV)
+        self.deadline = math.inf  # see the module docstring
+
+    def _expect_progress(self, within_s: float) -> None:
+        self.deadline = time.monotonic() + within_s + self.grace_s
 
     def emit(self, state: str, detail: str) -> None:
         """Send an event (dropped, never waited for, if the queue is full) and log it."""
@@ -101,7 +103,14 @@ class Producer:
     def run(self) -> int:
         """Connect, stream, reconnect; returns the process exit code."""
         self.emit("connecting", self._source.masked)
+        try:
+            return self._loop()
+        finally:
+            self.deadline = math.inf
+
+    def _loop(self) -> int:
         while not self._stop.is_set():
+            self._expect_progress(self._ingest.open_timeout_s)
             try:
                 ended = self._session()
             except SourceTimeout as exc:
@@ -127,6 +136,7 @@ class Producer:
                 return EXIT_PERMANENT
             self.emit("reconnecting", f"{reason}; retry {self._backoff.tries} in {delay:.1f} s")
             self._reconnects.inc()
+            self._expect_progress(delay)
             self._stop.wait(delay)
         return EXIT_OK
 
@@ -165,7 +175,12 @@ class Producer:
         seq = ring.last_seq + 1
         frames = 0
         ring.new_epoch()
+        within = self._ingest.stall_timeout_s
+        self._expect_progress(within)
         for frame in source.frames():
+            self._expect_progress(within)
+            if self._hang_file is not None:
+                self._maybe_hang()
             t_capture = time.time()
             ring.write(frame.image, seq, frame.pts, t_capture, frame.truth)
             seq += 1
@@ -181,68 +196,19 @@ class Producer:
                 self._counted_overwritten = overwritten
         return frames
 
+    def _maybe_hang(self) -> None:
+        """See TEST_HANG_FILE_ENV."""
+        try:
+            with open(self._hang_file) as flag:
+                if flag.read().strip() != self.id:
+                    return
+            os.unlink(self._hang_file)
+        except OSError:
+            return
+        log.warning("test hook %s: stream %s now hangs on purpose", TEST_HANG_FILE_ENV, self.id)
+        while True:  # deliberately ignores the stop flag: a call stuck in libav would too
+            time.sleep(1.0)
+
     def _decode_error(self) -> None:
         self._errors_this_session += 1
         self._decode_errors.inc()
-
-
-def run_producer(
-    stream: StreamSection,
-    ring_name: str,
-    events_endpoint: str,
-    ingest: IngestSection,
-    *,
-    max_attempts: int | None = None,
-) -> None:
-    """Process target: ingest `stream` into the ring `ring_name` until stopped,
-    ended or permanently failed; exits with the code (see module docstring).
-    `max_attempts`: reconnects in a row before giving up (`down`); None: never."""
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    context = zmq.Context()
-    events = connect_push(context, events_endpoint, hwm=EVENTS_HWM)
-    try:
-        source = parse_source(stream.uri, stream.source_options)
-    except SourceError as exc:
-        send_nowait(events, event_frames(stream.id, "down", str(exc), time.time()))
-        log.warning("stream %s down: %s", stream.id, exc)
-        _close(events, context)
-        sys.exit(EXIT_PERMANENT)
-    try:
-        ring = FrameRing.attach(ring_name)
-    except (OSError, ValueError) as exc:  # the supervisor's ring is missing or not a ring
-        send_nowait(events, event_frames(stream.id, "down", f"frame ring: {exc}", time.time()))
-        _close(events, context)
-        sys.exit(EXIT_PERMANENT)
-    metrics = PipelineMetrics()
-    producer = Producer(stream.id, source, ring, events, metrics, ingest, stop, max_attempts)
-    outcome: list[int] = []
-    thread = threading.Thread(
-        target=lambda: outcome.append(_guarded(producer)), name=f"ingest-{stream.id}", daemon=True
-    )
-    thread.start()
-    while thread.is_alive() and not stop.wait(0.1):
-        pass
-    thread.join(STOP_GRACE_S if stop.is_set() else None)
-    if thread.is_alive():  # stuck inside libav: leave without it (see module docstring)
-        log.warning("stream %s: ingest thread still busy after stop; exiting without it", stream.id)
-        os._exit(EXIT_OK)
-    ring.close()
-    _close(events, context)
-    sys.exit(outcome[0] if outcome else EXIT_CRASH)
-
-
-def _guarded(producer: Producer) -> int:
-    """Run the loop; an unexpected exception is logged (once) and becomes exit code 1,
-    so the supervisor restarts the process instead of the thread dying silently."""
-    try:
-        return producer.run()
-    except Exception:
-        log.exception("stream %s: producer crashed", producer.id)
-        return 1
-
-
-def _close(events: zmq.Socket, context: zmq.Context) -> None:
-    events.close()  # lingers up to the socket's linger for a final event
-    context.term()

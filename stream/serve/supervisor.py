@@ -1,18 +1,19 @@
 """The supervisor: owns every process, ring and socket of one pipeline.
 
-It is an orchestrator of child handles (stream.serve.worker_handle,
-stream.serve.producer_handle), each owning its process's start, restart policy
-and stop, plus the public endpoints (the forwarder's PUB socket, /metrics,
+It is an orchestrator of child handles (stream.serve.worker_handle, and the
+producer pool stream.serve.producer_pool), each owning its processes' start,
+restart policy and stop, plus the public endpoints (the forwarder's PUB socket, /metrics,
 /healthz, /livez). Its one loop:
 
 - waits for news (a child exited, the worker spoke) or 0.1 s;
 - applies a reload (SIGHUP, or a change made through the stream API): re-reads
-  the config and the API's state file merged over it
-  (stream.serve.api.overlay) and adds, removes or restarts only the streams that
-  changed (the shard stays the one it started with: it may come from the
-  command line or the environment, which a reload does not see);
-- polls the worker handle (restarts after a crash or a hang) and every
-  producer handle (restarts, give-ups);
+  the config and the API's state file merged over it (stream.serve.api.overlay)
+  and adds, removes or restarts only the streams that changed, once admission
+  (stream.serve.admission) let the new stream list in (the shard stays the one it
+  started with: it may come from the command line or the environment, which a
+  reload does not see);
+- polls the worker handle (restarts after a crash or a hang) and the producer
+  pool (restarts, give-ups);
 - on SIGINT/SIGTERM leaves the loop and stops everything: children first, a
   final `down` per stream, sockets, shared memory; exit 0 within a few seconds.
 
@@ -39,19 +40,14 @@ from typing import Any
 
 from stream.config import ConfigError, PipelineConfig, StreamSection
 from stream.infer.worker import WorkerStream
-from stream.metrics import PipelineMetrics
-from stream.ring import (
-    FrameRing,
-    ring_bytes,
-    ring_name,
-    shared_memory_free,
-    sweep_stale_segments,
-)
+from stream.metrics import CpuMeter, PipelineMetrics
+from stream.ring import FrameRing, ring_name, sweep_stale_segments
+from stream.serve.admission import AdmissionError, admit, processes_for
 from stream.serve.api.auth import is_loopback
 from stream.serve.api.overlay import load_effective
 from stream.serve.children import LOG_FORMAT, RestartPolicy
 from stream.serve.endpoints import EndpointError, Endpoints
-from stream.serve.producer_handle import ProducerHandle
+from stream.serve.producer_pool import PoolStream, ProducerPool
 from stream.serve.reload import ReloadRequests, plan_reload
 from stream.serve.rundir import RunDirectory
 from stream.serve.sharding import owns
@@ -88,12 +84,13 @@ class Supervisor:
         self._reload_requested = False
         self._reloads = ReloadRequests()
         self._exit_status = 0
-        self._streams: dict[str, ProducerHandle] = {}
+        self._pool: ProducerPool | None = None
         self._worker: WorkerHandle | None = None
         self._frame_size: tuple[int, int] | None = None
         self._run_dir: RunDirectory | None = None
         self._endpoints = Endpoints()
         self._metrics: PipelineMetrics | None = None
+        self._cpu: CpuMeter | None = None
 
     # ------------------------------------------------------------------ control
 
@@ -112,11 +109,14 @@ class Supervisor:
 
     def stream_sections(self) -> dict[str, StreamSection]:
         """The settings of every running stream (any thread)."""
-        return {sid: stream.section for sid, stream in list(self._streams.items())}
+        pool = self._pool
+        streams = pool.snapshot() if pool is not None else {}
+        return {sid: stream.section for sid, stream in streams.items()}
 
     def ring_name(self, stream_id: str) -> str | None:
         """The frame ring of a running stream (any thread), None for no stream."""
-        stream = self._streams.get(stream_id)
+        pool = self._pool
+        stream = pool.snapshot().get(stream_id) if pool is not None else None
         return None if stream is None else stream.ring.name
 
     def run(self) -> int:
@@ -147,7 +147,23 @@ class Supervisor:
         shard = config.shard
         return {s.id: s for s in config.streams if owns(s.id, shard.index, shard.count)}
 
+    def _admit(self, config: PipelineConfig, wanted: dict[str, StreamSection]) -> None:
+        """The check every addition of streams goes through (start, reload): raises
+        AdmissionError, one line naming the limit, when this host must refuse
+        `wanted` (stream.serve.admission). Memory is checked once the worker has
+        loaded the model (the rings' frame size is the model's)."""
+        running = {} if self._pool is None else {s.id: s for s in self._pool}
+        added = [s for sid, s in wanted.items() if sid not in running]
+        per = config.ingest.streams_per_process
+        now = 0 if self._pool is None else self._pool.process_count
+        admit(len(wanted), added, config.limits, config.ingest, self._frame_size,
+              max(0, processes_for(len(wanted), per) - now))
+
     def _start(self) -> None:
+        try:  # before anything is bound or spawned: a refusal touches nothing
+            self._admit(self._config, self._wanted(self._config))
+        except AdmissionError as exc:
+            raise SupervisorError(str(exc)) from None
         removed = sweep_stale_segments()
         if removed:
             log.info("removed %d frame ring(s) left by dead supervisors", len(removed))
@@ -160,32 +176,24 @@ class Supervisor:
         warn_if_exposed(self._config)
         self._run_dir.prepare_metrics()
         self._metrics = PipelineMetrics()  # after the multiprocess dir is set
+        self._cpu = CpuMeter(self._metrics, "supervisor")
         self._endpoints.start(self._metrics)
         wanted = self._wanted(self._config)
+        self._pool = ProducerPool(self._run_dir.results_endpoint, self._policy, self._log_level,
+                                  self._metrics, self._config.ingest.streams_per_process)
         self._worker = WorkerHandle(self._config, self._run_dir.results_endpoint, self._policy,
                                     self, self._log_level, self._metrics)
         self._worker.start(self._worker_streams())
         self._await_worker_ready()
         if self._frame_size is not None:
-            self._check_shared_memory(len(wanted))
+            try:
+                self._admit(self._config, wanted)
+            except AdmissionError as exc:
+                raise SupervisorError(str(exc)) from None
         for section in wanted.values():
             if self._stop_requested:  # SIGTERM while starting: start nothing more
                 return
             self._add_stream(section)
-
-    def _check_shared_memory(self, streams: int) -> None:
-        """Refuse rings that cannot fit, before creating any (a ring that does not
-        fit in /dev/shm fails with SIGBUS on its first write, not at creation)."""
-        assert self._frame_size is not None
-        slots = self._config.ingest.ring_slots
-        need = streams * ring_bytes(slots, *self._frame_size)
-        free = shared_memory_free()
-        if need > free:
-            raise SupervisorError(
-                f"ingest.ring_slots: {streams} stream(s) x {slots} slots of "
-                f"{self._frame_size[1]}x{self._frame_size[0]} frames need {need / 2**20:.0f} MiB "
-                f"of shared memory, /dev/shm has {free / 2**20:.0f} MiB free"
-            )
 
     def _await_worker_ready(self) -> None:
         """Block until the first worker loaded the model: the rings' frame size is
@@ -208,7 +216,7 @@ class Supervisor:
 
     def _wait_for_something(self, timeout: float) -> None:
         """Sleep until a child exits, the worker says something, or `timeout`."""
-        handles = [h for stream in self._streams.values() for h in stream.handles()]
+        handles = [] if self._pool is None else self._pool.handles()
         if self._worker is not None:
             handles += self._worker.handles()
         if handles:
@@ -222,16 +230,16 @@ class Supervisor:
         tick = self._worker.last_tick()
         if tick is not None:
             self._endpoints.health.worker_ticked(tick)
-        for sid, stream in self._streams.items():
-            outcome = stream.poll(self._config.ingest)
-            if outcome is not None and outcome.state is not None:
-                self._endpoints.report(sid, outcome.state, outcome.detail)
+        assert self._pool is not None and self._cpu is not None
+        for report in self._pool.poll(self._config.ingest):
+            self._endpoints.report(report.stream, report.state, report.detail)
+        self._cpu.update()
 
     # ------------------------------------------------------------------ worker news
 
     def _worker_streams(self) -> list[WorkerStream]:
-        return [WorkerStream(sid, s.ring.name, s.section.lossless)
-                for sid, s in self._streams.items()]
+        return [WorkerStream(s.id, s.ring.name, s.section.lossless)
+                for s in (self._pool or ())]
 
     def worker_ready(self, info: dict[str, Any]) -> None:
         size = (int(info["frame_size"][0]), int(info["frame_size"][1]))
@@ -269,37 +277,25 @@ class Supervisor:
     # ------------------------------------------------------------------ streams
 
     def _add_stream(self, section: StreamSection) -> None:
-        assert self._frame_size is not None and self._run_dir is not None
+        assert self._frame_size is not None and self._pool is not None
         height, width = self._frame_size
         ring = FrameRing.create(
             ring_name("adafocus", section.id), self._config.ingest.ring_slots, height, width
         )
-        stream = ProducerHandle(section, ring, self._free_slot(), self._run_dir.results_endpoint,
-                                self._policy, self._log_level, self._metrics)
-        self._streams[section.id] = stream
         # Before its producer can say anything: the states ignore unknown streams.
         self._endpoints.control("add", stream=section.id, t=time.time())
-        stream.start(self._config.ingest)
-        self._send_worker_add(stream)
+        self._pool.add(section, ring, self._config.ingest)
+        self._send_worker_add(self._pool.stream(section.id))
 
-    def _send_worker_add(self, stream: ProducerHandle) -> None:
+    def _send_worker_add(self, stream: PoolStream) -> None:
         assert self._worker is not None
         self._worker.send(("add", WorkerStream(stream.id, stream.ring.name,
                                                stream.section.lossless)))
 
-    def _free_slot(self) -> int:
-        """The lowest slot no running stream holds. Producers' metric files are
-        named by slot, not by stream id: streams come and go with reloads, and
-        per-id files would pile up just as per-PID files did; slots are reused,
-        so the directory stays as large as the most streams ever run at once."""
-        taken = {s.slot for s in self._streams.values()}
-        return min(set(range(len(taken) + 1)) - taken)
-
     def _remove_stream(self, sid: str, detail: str) -> None:
-        assert self._worker is not None
-        stream = self._streams.pop(sid)
+        assert self._worker is not None and self._pool is not None
         self._worker.send(("remove", sid))
-        stream.release()
+        self._pool.release(sid)
         self._endpoints.control("remove", stream=sid, detail=detail)
 
     # ------------------------------------------------------------------ reload
@@ -311,31 +307,37 @@ class Supervisor:
             log.warning("reload ignored: this pipeline was not started from a config file")
             return "this pipeline was not started from a config file"
         try:
-            config = load_effective(self._config_path)
+            loaded = load_effective(self._config_path)
         except ConfigError as exc:
             log.error("reload failed, keeping the running config: %s", exc)
             return f"reload failed: {exc}"
+        # Only the streams, ingest settings and limits are reloaded; the shard is the
+        # one this process started with (see the module docstring).
+        config = self._config.model_copy(
+            update={"streams": loaded.streams, "ingest": loaded.ingest, "limits": loaded.limits}
+        )
+        assert self._pool is not None
+        wanted = self._wanted(config)
+        try:
+            self._admit(config, wanted)
+        except AdmissionError as exc:
+            log.error("reload refused, keeping the running config: %s", exc)
+            return f"reload refused: {exc}"
         for section in ("model", "publish", "metrics", "api", "worker"):
-            if getattr(config, section) != getattr(self._config, section):
+            if getattr(loaded, section) != getattr(self._config, section):
                 log.warning("reload: changes to %s take effect only after a restart", section)
-        # Only the streams and ingest settings are reloaded; the shard is the one
-        # this process started with (see the module docstring).
         old_ingest = self._config.ingest
-        self._config = self._config.model_copy(
-            update={"streams": config.streams, "ingest": config.ingest}
-        )
-        plan = plan_reload(
-            {sid: stream.section for sid, stream in self._streams.items()},
-            self._wanted(self._config), old_ingest, config.ingest,
-        )
+        self._config = config
+        plan = plan_reload({s.id: s.section for s in self._pool}, wanted, old_ingest,
+                           config.ingest)
         for sid in plan.removed:
             self._remove_stream(sid, "removed from the config")
         for section in plan.rebuilt:
             self._remove_stream(section.id, "restarting with a new configuration")
             self._add_stream(section)
         for section in plan.restarted:
-            self._streams[section.id].restart_with(section, self._config.ingest)
-            self._send_worker_add(self._streams[section.id])
+            self._pool.restart(section, self._config.ingest)
+            self._send_worker_add(self._pool.stream(section.id))
         for section in plan.added:
             self._add_stream(section)
         log.info("reload: %d stream(s) added, %d removed, %d restarted, %d unchanged",
@@ -354,17 +356,16 @@ class Supervisor:
         self._reloads.close("the pipeline is stopping")
         log.info("stopping (%s)", self._stop_why or "start-up failed")
         deadline = started + self._policy.stop_grace_s
-        for stream in self._streams.values():
-            stream.terminate()
+        if self._pool is not None:
+            self._pool.terminate()
         if self._worker is not None:
             self._worker.stop(deadline)
-        for stream in self._streams.values():
-            stream.stop(deadline)
+        if self._pool is not None:
+            self._pool.stop(deadline)
         self._endpoints.final_events(STOP_DETAIL, timeout_s=1.0)
         self._endpoints.close()
-        for stream in self._streams.values():
-            stream.release()
-        self._streams.clear()
+        if self._pool is not None:
+            self._pool.release_all()
         if self._run_dir is not None:
             self._run_dir.remove()
         log.info("stopped in %.1f s", time.monotonic() - started)

@@ -18,7 +18,7 @@ import pytest
 from stream.backoff import Backoff
 from stream.config import IngestSection, StreamSection
 from stream.exitcodes import EXIT_PERMANENT
-from stream.ingest.producer import run_producer
+from stream.ingest.group import run_producer
 from stream.ingest.sources.synthetic import PatternScene
 from stream.metrics import scrape_registry
 from tests.support.net import free_port, wait_until
@@ -156,7 +156,7 @@ def test_passwords_never_reach_the_log_lines_either(make_ring):
         import logging
         logging.basicConfig(level=logging.INFO)
         from stream.config import IngestSection, StreamSection
-        from stream.ingest.producer import run_producer
+        from stream.ingest.group import run_producer
         uri = "rtsp://admin:hunter2@127.0.0.1:{free_port()}/cam?token=t0ken"
         spec = StreamSection(id="cam", uri=uri)
         run_producer(spec, {ring.name!r}, "tcp://127.0.0.1:{free_port()}",

@@ -146,3 +146,38 @@ def test_removed_stream_releases_its_model_state(model, make_ring):
     ring.write(frame(1), 1, pts=None, t_capture=2.0)
     assert worker.tick() == 0
     assert "gone" not in model.streams and worker.stream_ids == []
+
+
+def test_each_tick_charges_the_full_frame_time_of_its_batch(model, make_ring):
+    published, metrics = Published(), PipelineMetrics()
+    worker = InferenceWorker(model, 4, published, metrics, full_frame_seconds=lambda b: 0.01 * b)
+    rings = [make_ring(4, *SIZE) for _ in range(3)]
+    for i, ring in enumerate(rings):
+        worker.add(WorkerStream(f"s{i}", ring.name))
+        ring.write(frame(i), 0, pts=None, t_capture=1.0)
+    assert worker.tick() == 3
+    rings[0].write(frame(9), 1, pts=None, t_capture=2.0)
+    assert worker.tick() == 1
+    assert counter(metrics.full_frame_seconds) == pytest.approx(0.04)
+    worker.close()
+
+
+def test_per_frame_counters_are_written_at_flushes_and_none_is_lost(model, make_ring):
+    """Counters are summed between flushes (every flush_s, on flush(), on remove), so
+    a scrape between two flushes sees the older total, never a wrong one."""
+    published, metrics = Published(), PipelineMetrics()
+    worker = InferenceWorker(model, 4, published, metrics, flush_s=3600.0)
+    ring = make_ring(8, *SIZE)
+    worker.add(WorkerStream("cam", ring.name))
+    for seq in range(3):
+        ring.write(frame(seq), seq, pts=None, t_capture=1.0)
+        assert worker.tick() == 1
+    assert counter(metrics.frames_processed, stream="cam") == 1  # the first tick flushed
+    worker.flush()
+    assert counter(metrics.frames_processed, stream="cam") == 3
+    ring.write(frame(3), 3, pts=None, t_capture=1.0)
+    assert worker.tick() == 1
+    worker.remove("cam")
+    assert counter(metrics.frames_processed, stream="cam") == 4
+    total = sum(m["gflops"] for m in published.messages)
+    assert counter(metrics.gflops, stream="cam") == pytest.approx(total)

@@ -36,15 +36,18 @@ def tiny_checkpoint(directory: Path) -> str:
     return str(path)
 
 
-def pipeline_config(checkpoint: str, streams: list[dict[str, Any]], **sections: Any) -> dict:
+def pipeline_config(checkpoint: str, streams: list[dict[str, Any]], *,
+                    streams_per_process: int = 16, **sections: Any) -> dict:
     """A test pipeline: the model on the CPU (an untrained checkpoint has no skip
-    calibration, so every frame goes to it), fast reconnects, loopback ports."""
+    calibration, so every frame goes to it), fast reconnects, loopback ports.
+    `streams_per_process` 1 gives every stream a producer process of its own (for
+    tests that kill one stream's producer)."""
     return {
         "model": {"checkpoint": checkpoint, "device": "cpu", "skip": {"mode": "off"},
                   "max_batch": 8},
         "streams": streams,
         "ingest": {"backoff_initial_s": 0.2, "backoff_max_s": 1.0, "stall_timeout_s": 2.0,
-                   "open_timeout_s": 3.0},
+                   "open_timeout_s": 3.0, "streams_per_process": streams_per_process},
         "publish": {"bind": f"tcp://127.0.0.1:{free_port()}"},
         "metrics": {"bind": f"127.0.0.1:{free_port()}"},
         **sections,

@@ -129,8 +129,10 @@ def test_bench_quick_runs_the_real_pipeline_and_writes_json_markdown_and_plots(t
 
     report = json.loads((out / "bench.json").read_text())
     names = [v["name"] for v in report["variants"]]
-    assert names == ["tiny/full_frame", "tiny/adafocus", "tiny/adafocus_skip"]
-    for variant in report["variants"]:
+    assert names == ["decode_ceiling", "tiny/full_frame", "tiny/adafocus", "tiny/adafocus_skip"]
+    ceiling, *models = report["variants"]
+    assert ceiling["probes"][0]["streams"] == 1 and ceiling["probes"][0]["frames"] > 0
+    for variant in models:
         probe = variant["at_load"]
         assert probe["streams"] == 1 and "error" not in probe, probe
         assert probe["frames"] > 0
@@ -138,15 +140,42 @@ def test_bench_quick_runs_the_real_pipeline_and_writes_json_markdown_and_plots(t
         assert set(probe["latency_ms"]) == {"p50", "p95", "p99"}
         assert set(probe["cpu_ms_per_frame"]) == {"decode", "ring", "model", "publish", "total"}
         assert probe["worker"]["steps"] > 0
-    skip = report["variants"][2]["at_load"]
+    skip = report["variants"][3]["at_load"]
     assert skip["skip_rate"] > 0  # the calibrated thresholds really skip frames
-    assert report["variants"][1]["at_load"]["compute_saved"] > 0.5  # patch << whole frame
+    assert report["variants"][2]["at_load"]["compute_saved"] > 0.5  # patch << whole frame
 
     table = (out / "bench.md").read_text()
-    assert "| variant | real-time 25 fps streams |" in table
+    assert "| source | variant | real-time 25 fps streams | % of decode ceiling |" in table
     assert all(f"`{name}`" in table for name in names)
     for picture in ("cost_vs_streams.png", "capacity.png"):
         assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_ramp_mode_finds_2_and_4_streams_real_time_in_one_pipeline_per_search(tmp_path):
+    """--ramp: the search over 1, 2 and 4 streams runs in ONE pipeline per variant
+    (streams added by reloads; the fixed-load probe has a pipeline of its own),
+    finds them real time, and the model's capacity is reported as a share of the
+    decode ceiling measured in the same run."""
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "stream.cli", "bench", "--ramp", "--presets", "tiny",
+               "--methods", "adafocus_skip", "--max-streams", "4", "--window", "3",
+               "--warmup", "1", "--clips", "2", "--clip-seconds", "60", "--budget", "240",
+               "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=290)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    report = json.loads((out / "bench.json").read_text())
+    assert report["settings"]["ramp"] is True
+    for row in report["variants"]:
+        by_count = {p["streams"]: p for p in row["probes"]}
+        assert by_count[2]["ok"] and by_count[4]["ok"], (row["name"], by_count)
+        searched = [p for p in row["probes"] if p != row["at_load"]]  # at load: its own
+        assert len({p["pipeline_pid"] for p in searched}) == 1, row["name"]
+    ceiling, skip = report["variants"]
+    assert ceiling["name"] == "decode_ceiling" and ceiling["capacity"] == 4
+    assert skip["ceiling_share"] == skip["capacity"] / ceiling["capacity"]
 
 
 def test_bench_refuses_a_missing_checkpoint_or_device_with_one_clear_line(tmp_path):

@@ -166,7 +166,8 @@ def test_rings_that_cannot_fit_in_shared_memory_are_refused_before_any_starts(
 ) -> None:
     slots = 1024
     streams = shared_memory_free() // ring_bytes(slots, 128, 128) + 1
-    config = pipeline_config(checkpoint, synthetic(int(streams)), ingest={"ring_slots": slots})
+    config = pipeline_config(checkpoint, synthetic(int(streams)), ingest={"ring_slots": slots},
+                             limits={"max_streams": int(streams)})
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(config))
     result = run_cli(path, tmp_path, timeout=180)
@@ -185,6 +186,39 @@ def test_passwords_with_slashes_hashes_or_questions_never_print(
     one_line_error(result, "streams[0].uri", "viewer:***@")
     for fragment in (PASSWORD, "Pa/ss", "w?rd", "ss#w"):
         assert fragment not in result.stderr
+
+
+def test_streams_beyond_the_limits_are_refused_at_start_and_on_reload(
+    checkpoint: str, tmp_path: Path
+) -> None:
+    """Admission: 3 streams with limits.max_streams 2 never start (one line, exit 2,
+    nothing spawned); a running pipeline refuses a reload to 3 and keeps serving
+    what it had, then accepts a reload within the limit."""
+    limits = {"max_streams": 2}
+    config = pipeline_config(checkpoint, synthetic(3), limits=limits)
+    path = tmp_path / "too-many.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = run_cli(path, tmp_path)
+    one_line_error(result, "limits.max_streams: 3 streams to serve, the limit is 2")
+    assert "started" not in result.stderr
+
+    running = Pipeline(tmp_path, pipeline_config(checkpoint, synthetic(1), limits=limits))
+    try:
+        running.collector.wait_labels("s-000", timeout=60)
+        running.write_config({**running.base_config, "streams": synthetic(3)})
+        running.signal(signal.SIGHUP)
+        wait_until(lambda: "reload refused" in running.log_text(), 30, "the refused reload")
+        refused = [ln for ln in running.log_text().splitlines() if "reload refused" in ln]
+        assert "keeping the running config: limits.max_streams: 3 streams" in refused[0]
+        assert "started producer for stream s-001" not in running.log_text()
+        running.write_config({**running.base_config, "streams": synthetic(2)})
+        running.signal(signal.SIGHUP)
+        running.collector.wait_labels("s-001", timeout=60)
+        assert sorted(running.healthz()[1]["streams"]) == ["s-000", "s-001"]
+    except AssertionError as exc:
+        raise running.with_log(exc) from exc
+    finally:
+        running.close()
 
 
 def test_a_reload_with_a_bad_uri_logs_no_password(checkpoint: str, tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ def pipeline(workdir, checkpoint):
     config = pipeline_config(
         checkpoint,
         [camera("a", 1), camera("b", 2)],
+        streams_per_process=1,  # the tests kill one stream's producer process
         worker={"hang_timeout_s": HANG_TIMEOUT_S},
     )
     running = Pipeline(workdir, config, env={TEST_HANG_FILE_ENV: str(workdir / "hang")})

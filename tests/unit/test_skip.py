@@ -15,7 +15,7 @@ from adafocus import (
     component_gflops,
     preset,
 )
-from adafocus.skip import thresholds_for_budget
+from adafocus.skip import frame_thumbnails, thresholds_for_budget
 
 NAMES = [str(i) for i in range(10)]
 MAX_SPAN = 8
@@ -109,3 +109,12 @@ def test_calibration_on_synthetic_signals_trades_compute_for_agreement():
     assert th == SkipThresholds(mid["pixel_change"], mid["glance_change"], mid["confidence"], 10)
     with pytest.raises(ValueError, match="calibrated budgets"):
         thresholds_for_budget(calibration, 0.01)
+
+
+@pytest.mark.parametrize("size", [(128, 128), (224, 224), (96, 160), (100, 120)])
+def test_thumbnails_are_the_exact_block_means_of_the_frame(size):
+    frames = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (3, *size, 3),
+                                                               dtype=np.uint8))
+    pooled = torch.nn.functional.adaptive_avg_pool2d(frames.permute(0, 3, 1, 2).double(), 16)
+    torch.testing.assert_close(frame_thumbnails(frames).double(), pooled.flatten(1),
+                               atol=1e-4, rtol=0)
