@@ -129,3 +129,21 @@ class Endpoints:
         if self._context is not None:
             self._context.term()
             self._context = None
+
+
+def warn_if_exposed(config: PipelineConfig) -> None:
+    """One warning line per endpoint bound beyond loopback without protection:
+    an explicit choice, but one an operator should see in the log."""
+    bind = config.publish.bind
+    if bind.startswith("tcp://") and config.publish.curve is None and not is_loopback(
+        bind[len("tcp://"):].rsplit(":", 1)[0]
+    ):
+        log.warning("publish.bind %s is beyond loopback without CURVE: anyone who can reach "
+                    "it can read every label (set publish.curve)", bind)
+    if not is_loopback(config.metrics.host):
+        api = ("need a token" if config.api.token_file is not None
+               else "refuse every call (no api.token_file)")
+        log.warning("metrics.bind %s is beyond loopback: /metrics and /healthz are served "
+                    "without authentication; the stream API and live view %s",
+                    config.metrics.bind, api)
+

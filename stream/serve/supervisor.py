@@ -43,10 +43,9 @@ from stream.infer.worker import WorkerStream
 from stream.metrics import CpuMeter, PipelineMetrics
 from stream.ring import FrameRing, ring_name, sweep_stale_segments
 from stream.serve.admission import AdmissionError, admit, processes_for
-from stream.serve.api.auth import is_loopback
 from stream.serve.api.overlay import load_effective
 from stream.serve.children import LOG_FORMAT, RestartPolicy
-from stream.serve.endpoints import EndpointError, Endpoints
+from stream.serve.endpoints import EndpointError, Endpoints, warn_if_exposed
 from stream.serve.producer_pool import PoolStream, ProducerPool
 from stream.serve.reload import ReloadRequests, plan_reload
 from stream.serve.rundir import RunDirectory
@@ -369,21 +368,3 @@ class Supervisor:
         if self._run_dir is not None:
             self._run_dir.remove()
         log.info("stopped in %.1f s", time.monotonic() - started)
-
-
-def warn_if_exposed(config: PipelineConfig) -> None:
-    """One warning line per endpoint bound beyond loopback without protection:
-    an explicit choice, but one an operator should see in the log."""
-    bind = config.publish.bind
-    if bind.startswith("tcp://") and config.publish.curve is None and not is_loopback(
-        bind[len("tcp://"):].rsplit(":", 1)[0]
-    ):
-        log.warning("publish.bind %s is beyond loopback without CURVE: anyone who can reach "
-                    "it can read every label (set publish.curve)", bind)
-    if not is_loopback(config.metrics.host):
-        api = ("need a token" if config.api.token_file is not None
-               else "refuse every call (no api.token_file)")
-        log.warning("metrics.bind %s is beyond loopback: /metrics and /healthz are served "
-                    "without authentication; the stream API and live view %s",
-                    config.metrics.bind, api)
-

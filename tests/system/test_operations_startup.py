@@ -21,7 +21,7 @@ import zmq.auth
 
 from stream.config import parse_config
 from stream.ring import ring_bytes, shared_memory_free
-from stream.serve.supervisor import warn_if_exposed
+from stream.serve.endpoints import warn_if_exposed
 from tests.support.net import wait_until
 from tests.support.pipeline import (
     Pipeline,
