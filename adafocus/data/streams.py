@@ -19,6 +19,13 @@ scene seeds 0..N-1; the split is part of a scene's key, so train scenes share
 nothing with the test scenes or the synthetic camera) and ``FolderSource`` (a
 ``VideoFolder``; clip-labelled folders get their label changes by splicing two
 clips of different labels, the cut a live camera switching scene would make).
+
+Both also say which frame each sampled frame is (``sample_refs``: (clip or scene,
+frame index) pairs) and draw single random frames (``random_frames``), for the
+stages that attach a box to a frame (adafocus.train.boxes): the scene's true digit
+box (``DigitsSource.truth_boxes``) or one derived from the labels. A folder within
+``cache_mb`` is decoded once into memory (every frame at its own timestamp, so
+sampling from it gives exactly the pictures decoding would).
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from adafocus.data.moving_digits import MovingDigitsScene
-from adafocus.data.video_folder import IGNORE, VideoFolder
+from adafocus.data.video_folder import IGNORE, VideoFolder, shown_index
 
 GAP_MODES = ("fixed", "random")
 _FAR = 1_000_000  # digits scenes: starts drawn from [0, _FAR) frames (~11 h at 25 fps)
@@ -75,7 +82,13 @@ class DigitsSource:
 
     def sample(self, rng: np.random.Generator, offsets: np.ndarray,
                change: bool) -> tuple[np.ndarray, np.ndarray]:
-        scene = self.scene(int(rng.integers(self.scenes)))
+        return self.sample_refs(rng, offsets, change)[:2]
+
+    def sample_refs(self, rng: np.random.Generator, offsets: np.ndarray, change: bool
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``sample`` plus each frame's (scene, frame index), (T, 2) int64."""
+        k = int(rng.integers(self.scenes))
+        scene = self.scene(k)
         span = int(offsets[-1])
         start = int(rng.integers(0, _FAR))
         if change and span > 0:
@@ -84,17 +97,39 @@ class DigitsSource:
             while cut <= span:  # only the first segment of a scene can start too early
                 cut = scene.segment_start(int(rng.integers(span + 1, _FAR)))
             start = cut - int(rng.integers(1, span + 1))
-        frames = np.stack([scene.frame(start + int(o)) for o in offsets])
-        labels = np.array([scene.label_at(start + int(o)) for o in offsets], np.int64)
-        return frames, labels
+        return self._frames(k, start + offsets.astype(np.int64))
+
+    def _frames(self, k: int | np.ndarray, index: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ks = np.broadcast_to(np.asarray(k, np.int64), index.shape)
+        pairs = [(self.scene(int(s)), int(i)) for s, i in zip(ks, index, strict=True)]
+        frames = np.stack([scene.frame(i) for scene, i in pairs])
+        labels = np.array([scene.label_at(i) for scene, i in pairs], np.int64)
+        return frames, labels, np.stack([ks, index], 1)
+
+    def random_frames(self, rng: np.random.Generator, count: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``count`` single frames of random scenes and times: (N, H, W, 3), (N,), refs."""
+        return self._frames(rng.integers(self.scenes, size=count),
+                            rng.integers(0, _FAR, size=count))
+
+    def truth_boxes(self, refs: np.ndarray) -> np.ndarray:
+        """The scene's own digit box (x0, y0, x1, y1) px of each referenced frame, (N, 4)."""
+        return np.array([self.scene(int(k)).digit_box(int(i)) for k, i in refs], np.float32)
 
 
 class FolderSource:
-    """Causal sequences from a ``VideoFolder`` resampled at ``fps``."""
+    """Causal sequences from a ``VideoFolder`` resampled at ``fps``. With ``cache_mb``,
+    a folder whose decoded frames fit in that many MB is decoded once, on first use,
+    and sampled from memory; a larger one is decoded sequence by sequence."""
 
-    def __init__(self, folder: VideoFolder, height: int, width: int, fps: float = 25.0) -> None:
+    def __init__(self, folder: VideoFolder, height: int, width: int, fps: float = 25.0,
+                 cache_mb: float = 0.0) -> None:
         self.folder, self.height, self.width, self.fps = folder, height, width, fps
         self.num_classes = len(folder.class_names)
+        frames = sum(v.duration_s * max(v.fps, 1.0) for v in folder.videos) * 1.02 + len(folder)
+        self.cache_fits = frames * height * width * 3 <= cache_mb * 2**20
+        self._decoded: list[tuple[np.ndarray, np.ndarray]] | None = None
         segs = [(v, s) for v, info in enumerate(folder.videos) for s in info.segments]
         self._segments = segs
         self._seg_weights = np.array([s.end_s - s.start_s for _, s in segs])
@@ -103,11 +138,38 @@ class FolderSource:
         self._cuts = [(v, s.start_s) for v, info in enumerate(folder.videos)
                       for s in info.segments if s.start_s > 0]
 
-    def _read(self, video: int, start_s: float, offsets: np.ndarray) -> tuple[np.ndarray,
-                                                                              np.ndarray]:
+    def decoded(self) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        """Every video's (timestamps, frames) when the folder fits the cache, else None."""
+        if self._decoded is None and self.cache_fits:
+            self._decoded = [self.folder.decode_all(v, self.height, self.width)
+                             for v in range(len(self.folder))]
+        return self._decoded
+
+    def frame_labels(self) -> list[np.ndarray]:
+        """The label of every decoded frame of every video (``decoded()`` order)."""
+        return [np.array([self.folder.label_at(v, t) for t in times], np.int64)
+                for v, (times, _) in enumerate(self.decoded() or [])]
+
+    def _read(self, video: int, start_s: float, offsets: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Frames, labels and refs (video, frame index; None without the cache)."""
         times = start_s + offsets / self.fps
-        frames = self.folder.frames_at(video, times, self.height, self.width)
-        return frames, np.array([self.folder.label_at(video, t) for t in times], np.int64)
+        labels = np.array([self.folder.label_at(video, t) for t in times], np.int64)
+        decoded = self.decoded()
+        if decoded is None:
+            return self.folder.frames_at(video, times, self.height, self.width), labels, None
+        index = shown_index(decoded[video][0], times)
+        return (decoded[video][1][index], labels,
+                np.stack([np.full(len(index), video), index], 1).astype(np.int64))
+
+    def random_frames(self, rng: np.random.Generator, count: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``count`` single labelled frames (segments drawn by duration)."""
+        reads = [self._read(*self._segment_sequence(rng, np.zeros(1)), np.zeros(1))
+                 for _ in range(count)]
+        refs = None if reads[0][2] is None else np.concatenate([r[2] for r in reads])
+        return (np.concatenate([r[0] for r in reads]), np.concatenate([r[1] for r in reads]),
+                refs)
 
     def _segment_sequence(self, rng: np.random.Generator,
                           offsets: np.ndarray) -> tuple[int, float]:
@@ -120,6 +182,11 @@ class FolderSource:
 
     def sample(self, rng: np.random.Generator, offsets: np.ndarray,
                change: bool) -> tuple[np.ndarray, np.ndarray]:
+        return self.sample_refs(rng, offsets, change)[:2]
+
+    def sample_refs(self, rng: np.random.Generator, offsets: np.ndarray, change: bool
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``sample`` plus each frame's (video, frame index), None without the cache."""
         if change and self._cuts:
             video, cut = self._cuts[int(rng.integers(len(self._cuts)))]
             # the first sample before the cut, the last at or after it
@@ -129,8 +196,8 @@ class FolderSource:
             return self._splice(rng, offsets)
         return self._read(*self._segment_sequence(rng, offsets), offsets)
 
-    def _splice(self, rng: np.random.Generator, offsets: np.ndarray) -> tuple[np.ndarray,
-                                                                              np.ndarray]:
+    def _splice(self, rng: np.random.Generator, offsets: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """A scene cut: the head of one clip followed by the continuation of a clip with
         another label (both causal, times restarting at the cut as a switched camera would)."""
         cut = int(rng.integers(1, len(offsets)))
@@ -142,7 +209,8 @@ class FolderSource:
             other = second[1][second[1] != IGNORE]
             if not len(labelled) or not len(other) or other[0] != labelled[-1]:
                 break
-        return (np.concatenate([first[0], second[0]]), np.concatenate([first[1], second[1]]))
+        refs = None if first[2] is None else np.concatenate([first[2], second[2]])
+        return np.concatenate([first[0], second[0]]), np.concatenate([first[1], second[1]]), refs
 
 
 def sample_offsets(rng: np.random.Generator, length: int, max_gap: int,
@@ -185,11 +253,18 @@ class SequenceDataset(IterableDataset):
 
     def item(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Sequence i of the current epoch, a pure function of (seed, epoch, i)."""
+        frames, labels, _ = self.item_refs(i, refs=False)
+        return torch.from_numpy(frames), torch.from_numpy(labels)
+
+    def item_refs(self, i: int, refs: bool = True
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Item i as arrays, with the source's frame refs (``sample_refs``) if asked."""
         rng = np.random.default_rng([self.seed, self.epoch, i])
         offsets = sample_offsets(rng, self.length, self.max_gap, self.gap_mode)
         change = bool(rng.random() < self.change_fraction)
-        frames, labels = self.source.sample(rng, offsets, change)
-        return torch.from_numpy(frames), torch.from_numpy(labels)
+        if refs:
+            return self.source.sample_refs(rng, offsets, change)
+        return (*self.source.sample(rng, offsets, change), None)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         info = get_worker_info()

@@ -271,6 +271,27 @@ class VideoFolder:
             k = len(times)
         return k
 
+    def decode_all(self, video: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every frame of one video: (timestamps (N,) s from its start, frames (N, height,
+        width, 3) uint8), fitted like ``frames_at``'s. A time t then shows frame
+        ``shown_index(times, t)``: the same picture ``frames_at`` decodes for it."""
+        info = self.videos[video]
+        times, frames = [], []
+        resize = FrameResizer(height, width)
+        try:
+            with av.open(str(info.path)) as container:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                for frame in container.decode(stream):
+                    if frame.time is not None:
+                        times.append(frame.time - info.start_offset_s)
+                        frames.append(resize(frame).copy())
+        except (av.FFmpegError, OSError) as e:
+            raise DatasetError(f"decoding {info.path} failed: {e}") from None
+        if not frames:
+            raise DatasetError(f"decoding {info.path} gave no frame")
+        return np.asarray(times, np.float64), np.stack(frames)
+
     def clip(self, video: int, start_s: float, length: int, fps: float, height: int,
              width: int, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """``length`` frames sampled at ``start_s + i * stride / fps``: a causal
@@ -282,6 +303,12 @@ class VideoFolder:
         times = start_s + np.arange(length) * (stride / fps)
         labels = np.array([self.label_at(video, t) for t in times], np.int64)
         return self.frames_at(video, times, height, width), labels
+
+
+def shown_index(times: np.ndarray, t: np.ndarray | float) -> np.ndarray:
+    """Index of the frame a camera shows at time(s) t, given a video's frame timestamps:
+    the newest with timestamp <= t (the first before the video starts)."""
+    return np.maximum(np.searchsorted(times, np.asarray(t) + _EPS, side="right") - 1, 0)
 
 
 def split_by_clip(folder: VideoFolder, fraction: float, seed: int

@@ -100,7 +100,7 @@ class FullFrame(RecurrentBaseline):
         itself average-pools a patch: averaging a 16x16 map would dilute one small
         digit among clutter, so the comparison would be unfair to the baseline."""
         if self.config.local_arch == "tiny_cnn":
-            return self.backbone.features[0](frames).amax(dim=(2, 3))
+            return self.backbone.feature_map(frames).amax(dim=(2, 3))
         return self.backbone(frames)
 
 

@@ -22,6 +22,7 @@ class LocalNet(nn.Module):
             self.features = torchvision.models.resnet50(weights=None)
             self.features.fc = nn.Identity()  # keeps the pooled 2048-d vector
             self.out_features = 2048
+            self.stride = 32
         else:
             self.features = nn.Sequential(
                 conv_stack(3, config.local_channels, config.local_strides),
@@ -29,6 +30,16 @@ class LocalNet(nn.Module):
                 nn.Flatten(1),
             )
             self.out_features = config.local_channels[-1]
+            self.stride = 2 ** sum(s == 2 for s in config.local_strides)
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         return self.features(patches)
+
+    def feature_map(self, frames: torch.Tensor) -> torch.Tensor:
+        """The map before pooling, (N, out_features, h, w); cell (i, j) is centred near
+        pixel (stride * i, stride * j) of the input."""
+        if isinstance(self.features, nn.Sequential):
+            return self.features[0](frames)
+        net = self.features
+        x = net.maxpool(net.relu(net.bn1(net.conv1(frames))))
+        return net.layer4(net.layer3(net.layer2(net.layer1(x))))

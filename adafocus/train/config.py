@@ -99,6 +99,16 @@ class ModelSection(Section):
         return self
 
 
+class AugmentSection(Section):
+    """Per-sequence augmentation of training batches (adafocus.train.augment): a random
+    translation of up to `shift` px (border pixels repeated; boxes move along) and a
+    colour jitter (per-channel gain 1 +- `colour`, offset +- `colour` in normalised
+    units, the channels permuted for half the sequences). 0 turns either off."""
+
+    shift: Steps = 0
+    colour: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+
 class DataSection(Section):
     """Causal training sequences, sampled like the pipeline sees a stream.
 
@@ -109,6 +119,10 @@ class DataSection(Section):
     `val_fraction` of its clips held out by clip, never by frame (stratified by each
     clip's main label, drawn from `seed`): model selection, skip calibration and
     every validation figure come from clips training never saw.
+    A folder's training clips are decoded once into memory when they fit in
+    `cache_mb` MB (decoded size; 200 clips of 4 s at 128x128 take about 1 GB), else
+    decoded sequence by sequence (several times slower, and the label-only boxes are
+    then derived batch by batch). `augment` applies to every training batch.
     Each sequence is `seq_len` model steps (adafocus.data.streams); the gap
     between consecutive steps is 1..`max_gap` frames, one per sequence
     (`gap_mode: fixed`) or drawn per step (`random`, like adaptive skipping), so
@@ -128,6 +142,8 @@ class DataSection(Section):
     gap_mode: Literal["fixed", "random"] = "random"
     change_fraction: Fraction = 0.5
     batch_size: Count = 32
+    augment: AugmentSection = Field(default_factory=AugmentSection)
+    cache_mb: Annotated[float, Field(ge=0)] = 4096.0
 
     @field_validator("root", "val_root")
     @classmethod
@@ -174,6 +190,26 @@ class StageSection(Section):
     weight_decay: Decay = 1e-4
 
 
+class FrameSection(StageSection):
+    """f_L as a frame classifier on whole frames (global max pooling, a linear head),
+    from the clip labels alone: the papers' stage 0, with no ImageNet weights to start
+    from. It starts the full-frame baseline and f_L, and its class-evidence map gives
+    the label-only boxes (adafocus.train.boxes). Single augmented frames,
+    `batch_size` a step; 0 steps skips it."""
+
+    steps: Steps = 0
+    lr: Rate = 2e-3
+    batch_size: Count = 32
+
+
+class FullBaselineSection(StageSection):
+    """The full-frame baseline: f_L on the whole frame + f_C on sequences. `backbone_lr`
+    multiplies the LR of f_L (0: f_L frozen as the frame stage left it, only f_C
+    learns; each step then costs a forward pass of f_L instead of a training step)."""
+
+    backbone_lr: Decay = 1.0
+
+
 class PPOSection(Section):
     """Stage 2 of AdaFocus V1 (reference values as defaults)."""
 
@@ -187,8 +223,17 @@ class PPOSection(Section):
 
 
 class V1Section(Section):
-    """AdaFocus V1's three stages (stage 1 also gives the random/centre-patch model)."""
+    """AdaFocus V1's three stages (stage 1 also gives the random/centre-patch model).
 
+    `start`: what V1 (and V2) continue from. `warmup` (the papers): V1's own stage 1,
+    f_L + f_C on random patches. `pretrain` (the label-only recipe): the networks as
+    the frame and box stages left them; the warm-up then trains only the random/centre
+    patch baseline, since random patches mostly miss a small object and so teach f_L
+    and f_C to answer without it. `local_aux`: weight of a cross-entropy on f_L's own
+    head in stages 1 and 3 (V2 always has it), which keeps f_L reading the patch."""
+
+    start: Literal["warmup", "pretrain"] = "warmup"
+    local_aux: Decay = 0.0
     warmup: StageSection = Field(default_factory=StageSection)
     ppo: PPOSection = Field(default_factory=PPOSection)
     finetune: StageSection = Field(default_factory=lambda: StageSection(lr=3e-4))
@@ -204,8 +249,8 @@ class V2Section(Section):
 
 
 class PretrainSection(Section):
-    """f_L on patches around the digit: needs object boxes, so it runs on moving
-    digits only and is skipped (logged) for a folder; steps 0 skips it everywhere."""
+    """f_L (+ its head) on patches around the box (`boxes.source`), shifted by up to
+    `jitter` px; without boxes it is skipped (logged); steps 0 skips it everywhere."""
 
     steps: Steps = 300
     lr: Rate = 2e-3
@@ -215,16 +260,26 @@ class PretrainSection(Section):
 
 
 class BoxWarmupSection(Section):
-    """Supervised warm starts from the scene's digit boxes: a DEPARTURE from both
-    papers, which learn where to look from the classification signal alone. From a
-    uniform start that signal is too weak for a CPU budget (V1's PPO reward is ~0
-    while f_C cannot use patches; V2's crop gradient is noise), so when the source
-    knows its boxes (moving digits; a user folder does not, and the stages are then
-    skipped, logged, whatever their steps, so a copied config runs as it is):
+    """Warm starts from a box per frame: a DEPARTURE from both papers, which learn
+    where to look from the classification signal alone. From a uniform start that
+    signal is too weak for a CPU budget (V1's PPO reward is ~0 while f_C cannot use
+    patches; V2's crop gradient is noise). Where the box comes from (`source`):
+
+    - `evidence` (default, needs only labels): the class-evidence map of the frame
+      stage's network (`frames`), i.e. its linear head applied at every position of
+      f_L's map, read in the frame's own label channel; the box is centred on its
+      peak (adafocus.train.boxes). `evidence_shifts` 4 reads the map at four
+      half-stride offsets (a twice finer grid, four times the cost);
+    - `truth`: the scene's own object box (moving digits only: an optional extra, for
+      measuring what true boxes add);
+    - `none`: no box stages.
+
+    Box stages whose boxes cannot be had (`evidence` without a frame stage, `truth`
+    on a folder) are skipped, logged and listed in the checkpoint. With boxes:
 
     - `glance_steps`: f_G + a 1x1 conv locator learn which glance cell holds the
-      digit (single frames, batch `batch_size`); f_G then starts the glance-only
-      baseline, V1 and V2.
+      box centre, and f_G's own head the label (single frames, batch `batch_size`);
+      f_G then starts the glance-only baseline, V1 and V2.
     - `steps` (per variant, after V1's random-patch warm-up / before V2's end-to-end
       stage): the policy is fitted to the box (V1: cross-entropy to the grid cell
       whose patch is centred nearest the digit; V2: L1 to that location), while f_L
@@ -232,8 +287,12 @@ class BoxWarmupSection(Section):
       with the policy's own choices, so f_C learns to rely on f_L.
 
     The papers' stages (V1 PPO with its reward, V2 end to end) then run on top.
+    `box_size`: the side (px) of a derived box, which only fixes its centre.
     """
 
+    source: Literal["evidence", "truth", "none"] = "evidence"
+    evidence_shifts: Literal[1, 4] = 4
+    box_size: Count = 21
     glance_steps: Steps = 0
     steps: Steps = 0
     lr: Rate = 1e-3
@@ -247,7 +306,7 @@ class BaselineSection(Section):
     (they initialise f_G and f_L of V1 and V2)."""
 
     glance: StageSection = Field(default_factory=StageSection)
-    full: StageSection = Field(default_factory=StageSection)
+    full: FullBaselineSection = Field(default_factory=FullBaselineSection)
 
 
 class CalibrationSection(Section):
@@ -269,11 +328,16 @@ class OutputSection(Section):
 
 class TrainConfig(Schema):
     """Everything `adafocus-stream train` needs; `ship` picks the variant saved as the
-    main model ("best" = higher validation accuracy of V1 and V2)."""
+    main model ("best" = higher validation accuracy of V1 and V2). `precision`: the
+    arithmetic of the training steps (adafocus.train.precision): "auto" is bfloat16
+    autocast where the device computes it natively (CPUs with AVX512-BF16 or AMX,
+    CUDA GPUs with bf16), float32 elsewhere."""
 
     seed: int = 0
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"
     model: ModelSection = Field(default_factory=ModelSection)
     data: DataSection = Field(default_factory=DataSection)
+    frames: FrameSection = Field(default_factory=FrameSection)
     pretrain: PretrainSection = Field(default_factory=PretrainSection)
     boxes: BoxWarmupSection = Field(default_factory=BoxWarmupSection)
     v1: V1Section = Field(default_factory=V1Section)

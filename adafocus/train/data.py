@@ -3,17 +3,20 @@
 `open_data` opens the source (moving digits, or a folder with a real validation
 split) and says what the data decides of the model: its class count and, for a
 folder, its frame geometry (adafocus.geometry). The samplers wire the data
-package's causal sequence sampler (adafocus.data.streams) to the training loop.
-Sequence i of a stage is `SequenceDataset.item(i)`, a pure function of (seed, i),
-and step k takes items k*B .. k*B+B-1: a resumed run sees exactly the batches an
-uninterrupted one would.
+package's causal sequence sampler (adafocus.data.streams) to the training loop:
+sequences or single frames, augmented (adafocus.train.augment) and, for the box
+stages, with each frame's box (`Boxes`: the scene's own, or label-only ones from
+adafocus.train.evidence). Sequence i of a stage is `SequenceDataset.item(i)`, a
+pure function of (seed, i), step k takes items k*B .. k*B+B-1, and a step's
+augmentation and single frames are drawn from (seed, step): a resumed run sees
+exactly the batches an uninterrupted one would.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -24,8 +27,12 @@ from adafocus.data.streams import DigitsSource, FolderSource, SequenceDataset, S
 from adafocus.data.video_folder import VideoFolder, split_by_clip
 from adafocus.geometry import common_size, scaled_glance, size_text
 from adafocus.runtime import normalize_frames
-from adafocus.train.config import DataSection, TrainConfig, model_config
+from adafocus.train.augment import augment
+from adafocus.train.config import AugmentSection, DataSection, TrainConfig, model_config
 from adafocus.train.loop import Batch
+
+# (uint8 frames (N, H, W, 3), labels (N,), the source's refs (N, 2) or None) -> (N, 4) px
+Boxes = Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]
 
 
 @dataclass
@@ -78,8 +85,9 @@ def _folder_data(cfg: TrainConfig) -> TrainingData:
     h, w = model_config(cfg, "v1", decided).frame_size
     summary = {"source": "folder", "root": data.root, "train_clips": len(train),
                "geometry": geometry}
-    return TrainingData(FolderSource(train, h, w, data.fps), FolderSource(val, h, w, data.fps),
-                        list(folder.class_names), decided, False, summary, validation)
+    return TrainingData(FolderSource(train, h, w, data.fps, data.cache_mb),
+                        FolderSource(val, h, w, data.fps), list(folder.class_names), decided,
+                        False, summary, validation)
 
 
 def _geometry(cfg: TrainConfig, sizes: list[tuple[int, int]], classes: int
@@ -118,76 +126,73 @@ def to_batch(frames: np.ndarray, labels: np.ndarray, device: torch.device,
     return Batch(x, torch.from_numpy(labels).to(device))
 
 
-def batch_sampler(source, data: DataSection, seed: int, device: torch.device,
-                  normalization: dict[str, list[float]]) -> Callable[[int], Batch]:
+@dataclass
+class Sampling:
+    """How a run's training batches are made: device, normalisation, augmentation,
+    and the box of each frame for the stages that ask for it (`boxes`, or None)."""
+
+    seed: int
+    device: torch.device
+    normalization: dict[str, list[float]]
+    augment: AugmentSection
+    boxes: Boxes | None = None
+
+    def batch(self, tag: int, step: int, frames: np.ndarray, labels: np.ndarray,
+              refs: np.ndarray | None, with_boxes: bool) -> Batch:
+        """uint8 (B, T, H, W, 3), labels (B, T), refs (B, T, 2) -> the step's Batch."""
+        boxes = None
+        if with_boxes:
+            if self.boxes is None:
+                raise ValueError("this stage needs boxes and the run has none")
+            flat = frames.reshape(-1, *frames.shape[2:])
+            got = self.boxes(flat, labels.reshape(-1),
+                             None if refs is None else refs.reshape(-1, 2))
+            boxes = torch.from_numpy(got).view(*labels.shape, 4).to(self.device)
+        batch = to_batch(frames, labels, self.device, self.normalization)
+        a = self.augment
+        if a.shift or a.colour:
+            key = np.random.SeedSequence([self.seed, 0xA06, tag, step]).generate_state(1)[0]
+            gen = torch.Generator().manual_seed(int(key))
+            frames_aug, boxes = augment(batch.frames, boxes, gen, a.shift, a.colour)
+            batch = replace(batch, frames=frames_aug)
+        return replace(batch, boxes=boxes)
+
+
+def batch_sampler(source, data: DataSection, sampling: Sampling, *, with_boxes: bool = False,
+                  seed: int | None = None) -> Callable[[int], Batch]:
     """sample(step) -> the step's batch of training sequences (every stage walks the
-    same endless sequence of items from its start, like epochs over one dataset)."""
+    same endless sequence of items from its start, like epochs over one dataset);
+    `with_boxes`: each frame's box too (Batch.boxes)."""
+    seed = sampling.seed if seed is None else seed
     dataset = SequenceDataset(source, data.seq_len, max_gap=data.max_gap,
                               gap_mode=data.gap_mode, change_fraction=data.change_fraction,
                               seed=seed)
+    refs_needed = with_boxes
 
     def sample(step: int) -> Batch:
-        frames, labels = sequences(dataset, step * data.batch_size, data.batch_size)
-        return to_batch(frames, labels, device, normalization)
+        items = [dataset.item_refs(i, refs=refs_needed)
+                 for i in range(step * data.batch_size, (step + 1) * data.batch_size)]
+        refs = None if not refs_needed or items[0][2] is None else np.stack([r for *_, r in items])
+        return sampling.batch(seed, step, np.stack([f for f, _, _ in items]),
+                              np.stack([y for _, y, _ in items]), refs, with_boxes)
 
     return sample
 
 
-def object_crop_sampler(source: DigitsSource, patch: int, jitter: int, batch_size: int,
-                        seed: int, device: torch.device, normalization: dict[str, list[float]]
-                        ) -> Callable[[int], Batch]:
-    """sample(step) -> patches around the digit (one-step "sequences", (B, 1, 3, P, P)).
-
-    f_L's pretraining: the reference starts from ImageNet weights that already know
-    objects; moving digits has no such backbone, so f_L first learns the training
-    digits on patches placed around them (the scene's ground-truth box, shifted by
-    up to `jitter` px). Only synthetic scenes know where the digit is.
-    """
-    h, w = source.height, source.width
+def frame_sampler(source, batch_size: int, sampling: Sampling, *, with_boxes: bool = False,
+                  tag: int = 0x0F) -> Callable[[int], Batch]:
+    """sample(step) -> `batch_size` single random frames as one-step sequences
+    (B, 1, 3, H, W), labels (B, 1) (and boxes (B, 1, 4) with `with_boxes`)."""
 
     def sample(step: int) -> Batch:
-        rng = np.random.default_rng([seed, 0x0B1EC7, step])
-        frames = np.empty((batch_size, 1, patch, patch, 3), np.uint8)
-        labels = np.empty((batch_size, 1), np.int64)
-        for n in range(batch_size):
-            scene = source.scene(int(rng.integers(source.scenes)))
-            index = int(rng.integers(0, 1_000_000))
-            x0, y0, x1, y1 = scene.digit_box(index)
-            cx = (x0 + x1) // 2 + int(rng.integers(-jitter, jitter + 1))
-            cy = (y0 + y1) // 2 + int(rng.integers(-jitter, jitter + 1))
-            ox = min(max(cx - patch // 2, 0), w - patch)
-            oy = min(max(cy - patch // 2, 0), h - patch)
-            frames[n, 0] = scene.frame(index)[oy:oy + patch, ox:ox + patch]
-            labels[n, 0] = scene.label_at(index)
-        return to_batch(frames, labels, device, normalization)
+        rng = np.random.default_rng([sampling.seed, tag, step])
+        frames, labels, refs = source.random_frames(rng, batch_size)
+        return sampling.batch(tag, step, frames[:, None], labels[:, None],
+                              None if refs is None else refs[:, None], with_boxes)
 
     return sample
 
 
-def box_sequence_sampler(source: DigitsSource, seq_len: int, max_gap: int, batch_size: int,
-                         seed: int, device: torch.device, normalization: dict[str, list[float]]
-                         ) -> Callable[[int], tuple[Batch, torch.Tensor]]:
-    """sample(step) -> (causal sequences, digit boxes (B, T, 4) pixel x0, y0, x1, y1).
-
-    For the box warm starts (a departure from the papers, see stages.py): sequences
-    of one scene at random gaps of 1..`max_gap` frames, like `batch_sampler`'s, with
-    the scene's ground-truth digit box of every frame. Label changes happen where
-    the scene has them (no forced fraction). `seq_len` 1 gives single frames.
-    """
-
-    def sample(step: int) -> tuple[Batch, torch.Tensor]:
-        rng = np.random.default_rng([seed, 0xB0C5, step])
-        frames = np.empty((batch_size, seq_len, source.height, source.width, 3), np.uint8)
-        labels = np.empty((batch_size, seq_len), np.int64)
-        boxes = np.empty((batch_size, seq_len, 4), np.float32)
-        for n in range(batch_size):
-            scene = source.scene(int(rng.integers(source.scenes)))
-            index = int(rng.integers(0, 1_000_000))
-            for t in range(seq_len):
-                frames[n, t] = scene.frame(index)
-                labels[n, t] = scene.label_at(index)
-                boxes[n, t] = scene.digit_box(index)
-                index += int(rng.integers(1, max_gap + 1))
-        return to_batch(frames, labels, device, normalization), torch.from_numpy(boxes).to(device)
-
-    return sample
+def truth_boxes(source) -> Boxes:
+    """The source's own object boxes (moving digits), looked up by the frames' refs."""
+    return lambda frames, labels, refs: source.truth_boxes(refs)

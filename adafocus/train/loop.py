@@ -1,6 +1,7 @@
 """The one optimisation loop every stage uses: seeded steps, a progress bar (and
 the whole run's progress line, adafocus.train.progress), periodic resumable
-saves, cosine learning-rate decay.
+saves, cosine learning-rate decay, the run's precision (adafocus.train.precision:
+forward passes under bfloat16 autocast where chosen, backward passes outside it).
 
 A stage is a name, an optimiser over some parameter groups and a `step`
 function that turns one batch into losses. The loop owns everything else, so
@@ -20,6 +21,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from adafocus.train.config import StageSection
+from adafocus.train.precision import autocast, outside_autocast
 from adafocus.train.progress import RunProgress
 from adafocus.train.state import RunState, seed_step
 
@@ -29,11 +31,14 @@ class Batch:
     """One batch of causal sequences on the training device.
 
     frames: (B, T, 3, H, W) normalised float; labels: (B, T) int64, -1 = no label
-    (unlabelled stretches of user videos), ignored by the losses.
+    (unlabelled stretches of user videos), ignored by the losses; boxes: (B, T, 4)
+    pixel (x0, y0, x1, y1) of the object in each frame, for the box stages
+    (adafocus.train.boxes), else None.
     """
 
     frames: Tensor
     labels: Tensor
+    boxes: Tensor | None = None
 
 
 Update = Callable[[Tensor], None]
@@ -43,7 +48,8 @@ StepFn = Callable[[Batch, Update], dict[str, float]]
 @dataclass
 class StageContext:
     """What every stage shares: the run state, the seed, the batch sampler, progress
-    (`progress`: per-stage bars; `tracker`: the whole run's line with its estimate)."""
+    (`progress`: per-stage bars; `tracker`: the whole run's line with its estimate),
+    the device and the resolved precision ("float32" or "bfloat16")."""
 
     run: RunState
     seed: int
@@ -52,6 +58,8 @@ class StageContext:
     progress: bool = True
     log: Callable[[str], None] = print
     tracker: RunProgress | None = None
+    device: torch.device = torch.device("cpu")
+    precision: str = "float32"
 
 
 def run_stage(ctx: StageContext, name: str, section: StageSection | Any,
@@ -89,10 +97,11 @@ def run_stage(ctx: StageContext, name: str, section: StageSection | Any,
         ctx.log(f"{name}: resuming at step {start}/{section.steps}")
 
     def update(loss: Tensor) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-        optimizer.step()
+        with outside_autocast(ctx.device):
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            optimizer.step()
 
     history: list[dict[str, float]] = []
     bar = tqdm(range(start, section.steps), initial=start, total=section.steps, desc=name,
@@ -100,7 +109,9 @@ def run_stage(ctx: StageContext, name: str, section: StageSection | Any,
     smooth: dict[str, float] = {}
     for step in bar:
         seed_step(ctx.seed, name, step)
-        logs = step_fn(ctx.sample(step), update)
+        batch = ctx.sample(step)
+        with autocast(ctx.precision, ctx.device):
+            logs = step_fn(batch, update)
         scheduler.step()
         history.append(logs)
         smooth = {k: v if k not in smooth else 0.9 * smooth[k] + 0.1 * v for k, v in logs.items()}

@@ -1,10 +1,11 @@
-"""The training stages, in the order the runner chains them.
+"""The training stages of the papers, in the order the runner chains them.
 
-0. f_L pretraining on patches around the digit (our stand-in for the ImageNet
-   weights the papers start from), then the baselines (the reference's stage 0):
-   f_G + classifier head on the glance
-   (glance-only) and f_L + head on the whole frame (full-frame). They are the
-   evaluation baselines and initialise f_G / f_L of V1 and V2.
+0. The papers start f_G and f_L from ImageNet weights, then fine-tune them as frame
+   classifiers; here, from nothing but the clip labels: f_L with a linear head on
+   whole frames (`frame_classifier`, global max pooling, augmented frames), which
+   also gives the label-only boxes (adafocus.train.evidence). Then the baselines:
+   f_G + classifier on the glance (glance-only) and f_L + classifier on the whole
+   frame (full-frame). They are evaluation baselines and initialise V1 and V2.
 V1 (AdaFocus, ICCV 2021):
    1. warm-up: f_L and f_C on random patches, f_G frozen;
    2. PPO: the grid policy alone, reward p(y | chosen) - p(y | random patch);
@@ -12,12 +13,7 @@ V1 (AdaFocus, ICCV 2021):
 V2 (AdaFocusV2, CVPR 2022): everything end to end through the differentiable
    crop, every batch also run with random patches, auxiliary CE heads on f_G and
    f_L, reference LR multipliers.
-Box warm starts (a departure from the papers; only sources that know the digit box,
-   see train.config.BoxWarmupSection): f_G learns where the digit is before the
-   baselines (`pretrain_glance`), and before V1's PPO and V2's end-to-end stage the
-   policy is fitted to the box while f_L / f_C learn on patches at the box
-   (`box_warmup`). Without them a uniform policy gives PPO no reward and V2 no
-   useful crop gradient within a CPU budget.
+The box stages between them (a departure from the papers) are adafocus.train.boxes.
 
 Every loss is a cross-entropy on EVERY step of a causal sequence whose label
 may change mid-sequence, so the recurrent state learns to follow changes.
@@ -32,9 +28,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adafocus.models import AdaFocus
-from adafocus.models.adafocus import Focus
 from adafocus.models.baselines import RecurrentBaseline
-from adafocus.train.config import PPOSection, StageSection, V2Section
+from adafocus.models.local import LocalNet
+from adafocus.train.config import (
+    FrameSection,
+    FullBaselineSection,
+    PPOSection,
+    StageSection,
+    V2Section,
+)
 from adafocus.train.loop import Batch, StageContext, Update, run_stage, trainable
 from adafocus.train.ppo import discounted_returns, normalise, ppo_loss
 
@@ -53,70 +55,83 @@ def accuracy(logits: Tensor, labels: Tensor) -> float:
     return float((logits.argmax(-1) == labels)[mask].float().mean())
 
 
-def _freeze(*modules: nn.Module) -> None:
+def freeze(*modules: nn.Module) -> None:
     """Frozen parts run in eval mode (BN statistics fixed) without gradients."""
     for m in modules:
         m.eval()
         m.requires_grad_(False)
 
 
-def pretrain_local(ctx: StageContext, model: AdaFocus, section: StageSection
-                   ) -> dict[str, float]:
-    """f_L + its auxiliary head as a patch classifier; `ctx.sample` gives object patches."""
+def frame_classifier(ctx: StageContext, local: LocalNet, head: nn.Linear,
+                     section: FrameSection) -> dict[str, float]:
+    """f_L + a linear head on single whole frames, features max-pooled over the frame
+    (one small object among clutter would be diluted by averaging); `ctx.sample`
+    gives one-frame sequences."""
     def step(batch: Batch, update: Update) -> dict[str, float]:
-        model.local.train()
-        logits = model.local_head(model.local_features(batch.frames[:, 0]))
-        loss = F.cross_entropy(logits, batch.labels[:, 0])
+        local.train()
+        logits = head(local.feature_map(batch.frames[:, 0]).amax(dim=(2, 3)))[:, None]
+        loss = sequence_ce(logits, batch.labels)
         update(loss)
-        return {"loss": loss.item(), "acc": accuracy(logits.detach()[:, None], batch.labels)}
+        return {"loss": loss.item(), "acc": accuracy(logits.detach(), batch.labels)}
 
-    return run_stage(ctx, "pretrain.local", section,
-                     [{"params": trainable(model.local, model.local_head)}], step)
+    return run_stage(ctx, "frames.full", section, [{"params": trainable(local, head)}], step)
 
 
 def train_baseline(ctx: StageContext, name: str, model: RecurrentBaseline,
-                   section: StageSection, init_from: nn.Module | None = None
-                   ) -> dict[str, float]:
-    """`init_from`: a backbone whose weights start this baseline's (f_L pretraining)."""
+                   section: StageSection | FullBaselineSection,
+                   init_from: nn.Module | None = None) -> dict[str, float]:
+    """`init_from`: a backbone whose weights start this baseline's. A section's
+    `backbone_lr` 0 keeps the backbone frozen (eval mode, no gradients)."""
+    backbone_lr = getattr(section, "backbone_lr", 1.0)
+
     def start() -> None:
         if init_from is not None:
             model.backbone.load_state_dict(init_from.state_dict())
 
     def step(batch: Batch, update: Update) -> dict[str, float]:
         model.train()
+        if not backbone_lr:
+            freeze(model.backbone)
         logits = model.forward_clip(batch.frames)
         loss = sequence_ce(logits, batch.labels)
         update(loss)
         return {"loss": loss.item(), "acc": accuracy(logits.detach(), batch.labels)}
 
-    return run_stage(ctx, name, section, [{"params": trainable(model)}], step, on_start=start)
+    groups = [{"params": trainable(model.classifier)}]
+    if backbone_lr:
+        groups.append({"params": trainable(model.backbone), "lr_mult": backbone_lr})
+    return run_stage(ctx, name, section, groups, step, on_start=start)
 
 
 def v1_warmup(ctx: StageContext, model: AdaFocus, glance: RecurrentBaseline,
-              section: StageSection) -> dict[str, float]:
+              section: StageSection, local_aux: float = 0.0) -> dict[str, float]:
     """f_G from the glance-only baseline (frozen); f_L as pretrained."""
     def start() -> None:
         model.glance.load_state_dict(glance.backbone.state_dict())
 
-    groups = [{"params": trainable(model.local, model.classifier)}]
-    step = _patch_classifier_step(model, "random")
+    step, groups = _patch_classifier(model, "random", local_aux)
     return run_stage(ctx, "v1.warmup", section, groups, step, on_start=start)
 
 
-def _patch_classifier_step(model: AdaFocus, patch_source: str) -> Callable[..., dict[str, float]]:
+def _patch_classifier(model: AdaFocus, patch_source: str, local_aux: float
+                      ) -> tuple[Callable[..., dict[str, float]], list[dict]]:
     """V1's stages 1 and 3 share one step: f_L and f_C learn on patches from
     `patch_source` ("random" in the warm-up, the fixed learned "policy" in
-    fine-tuning) while f_G and the policy stay frozen."""
+    fine-tuning) while f_G and the policy stay frozen; `local_aux` weighs f_L's own
+    head's loss (config.V1Section). Returns (step, parameter groups)."""
 
     def step(batch: Batch, update: Update) -> dict[str, float]:
         model.train()
-        _freeze(model.glance, model.policy)
+        freeze(model.glance, model.policy)
         out = model.forward_clip(batch.frames, patch_source)
         loss = sequence_ce(out.logits, batch.labels)
+        if local_aux:
+            loss = loss + local_aux * sequence_ce(out.local_logits, batch.labels)
         update(loss)
         return {"loss": loss.item(), "acc": accuracy(out.logits.detach(), batch.labels)}
 
-    return step
+    heads = (model.local_head,) if local_aux else ()
+    return step, [{"params": trainable(model.local, model.classifier, *heads)}]
 
 
 def v1_ppo(ctx: StageContext, model: AdaFocus, section: PPOSection) -> dict[str, float]:
@@ -124,7 +139,7 @@ def v1_ppo(ctx: StageContext, model: AdaFocus, section: PPOSection) -> dict[str,
     sequence per batch (sampled cells), then `epochs` PPO updates on it."""
 
     def step(batch: Batch, update: Update) -> dict[str, float]:
-        _freeze(model)
+        freeze(model)
         model.policy.train()
         with torch.no_grad():
             out = model.forward_clip(batch.frames, "policy", sample=True, random_baseline=True)
@@ -145,9 +160,9 @@ def v1_ppo(ctx: StageContext, model: AdaFocus, section: PPOSection) -> dict[str,
     return run_stage(ctx, "v1.ppo", section, groups, step)
 
 
-def v1_finetune(ctx: StageContext, model: AdaFocus, section: StageSection) -> dict[str, float]:
-    groups = [{"params": trainable(model.local, model.classifier)}]
-    step = _patch_classifier_step(model, "policy")
+def v1_finetune(ctx: StageContext, model: AdaFocus, section: StageSection,
+                local_aux: float = 0.0) -> dict[str, float]:
+    step, groups = _patch_classifier(model, "policy", local_aux)
     return run_stage(ctx, "v1.finetune", section, groups, step)
 
 
@@ -182,101 +197,3 @@ def v2_train(ctx: StageContext, model: AdaFocus, init_from: AdaFocus | None,
          "lr_mult": section.lr_classifier},
     ]
     return run_stage(ctx, "v2.train", section.train, groups, step, on_start=start)
-
-
-def target_location(model: AdaFocus, boxes: Tensor) -> Tensor:
-    """Digit boxes (..., 4) in pixels -> the V2 location (..., 2) in [0, 1] of the
-    patch centred on the digit (clamped inside the frame)."""
-    cfg = model.config
-    (h, w), p = cfg.frame_size, cfg.patch_size
-    cx = (boxes[..., 0] + boxes[..., 2]) / 2
-    cy = (boxes[..., 1] + boxes[..., 3]) / 2
-    return torch.stack([((cx - p / 2) / max(w - p, 1)).clamp(0, 1),
-                        ((cy - p / 2) / max(h - p, 1)).clamp(0, 1)], dim=-1)
-
-
-def target_cells(model: AdaFocus, location: Tensor) -> Tensor:
-    """V1: the grid cell (...,) whose patch origin is nearest each target location."""
-    cells = torch.arange(model.config.grid_cells, device=location.device)
-    grid = model.focus_from_cells(cells).location  # (G, 2)
-    return (location[..., None, :] - grid).square().sum(-1).argmin(-1)
-
-
-def pretrain_glance(ctx: StageContext, model: AdaFocus, locator: nn.Conv2d,
-                    section: StageSection) -> dict[str, float]:
-    """f_G + `locator` (1x1 conv to one logit per glance-map cell) learn which cell holds
-    the digit's centre; `ctx.sample(step)` gives (single-frame Batch, boxes)."""
-    h, w = model.glance.map_size
-    fh, fw = model.config.frame_size
-
-    def step(batch_boxes, update: Update) -> dict[str, float]:
-        batch, boxes = batch_boxes
-        model.glance.train()
-        fmap, _ = model.glance_features(batch.frames[:, 0])
-        logits = locator(fmap).flatten(1)
-        cx = ((boxes[:, 0, 0] + boxes[:, 0, 2]) / 2 * w / fw).long().clamp(0, w - 1)
-        cy = ((boxes[:, 0, 1] + boxes[:, 0, 3]) / 2 * h / fh).long().clamp(0, h - 1)
-        target = cy * w + cx
-        loss = F.cross_entropy(logits, target)
-        update(loss)
-        return {"loss": loss.item(), "acc": float((logits.argmax(1) == target).float().mean())}
-
-    return run_stage(ctx, "pretrain.glance", section,
-                     [{"params": trainable(model.glance, locator)}], step)
-
-
-def box_warmup(ctx: StageContext, name: str, model: AdaFocus, section: StageSection,
-               oracle_fraction: float) -> dict[str, float]:
-    """Policy fitted to the digit box (V1: CE to the nearest grid cell; V2: L1 to the
-    location), f_L + f_C on patches at the box for `oracle_fraction` of the frames and
-    at the policy's own (detached) choice otherwise; f_G frozen.
-    `ctx.sample(step)` gives (Batch, boxes (B, T, 4))."""
-    v1 = model.config.policy == "v1"
-
-    def step(batch_boxes, update: Update) -> dict[str, float]:
-        batch, boxes = batch_boxes
-        model.train()
-        _freeze(model.glance)
-        frames = batch.frames
-        b, steps = frames.shape[:2]
-        flat = frames.flatten(0, 1)
-        with torch.no_grad():
-            fmaps, g_pooled = model.glance_features(flat)
-        fmaps, g_pooled = fmaps.unflatten(0, (b, steps)), g_pooled.unflatten(0, (b, steps))
-        hidden, _ = model.initial_state(b, frames.device)
-        outs = []
-        for t in range(steps):
-            out = model.policy_step(fmaps[:, t], hidden)
-            hidden = out.hidden
-            outs.append(out)
-        target = target_location(model, boxes)
-        oracle = torch.rand(b * steps, device=frames.device) < oracle_fraction
-        if v1:
-            logits = torch.stack([o.logits.float() for o in outs], 1)
-            cells = target_cells(model, target)
-            policy_loss = F.cross_entropy(logits.flatten(0, 1), cells.flatten())
-            hit = float((logits.argmax(-1) == cells).float().mean())
-            chosen = torch.where(oracle, cells.flatten(), logits.argmax(-1).flatten())
-            focus = model.focus_from_cells(chosen)
-        else:
-            location = torch.stack([o.location.float() for o in outs], 1)
-            policy_loss = F.l1_loss(location, target)
-            hit = float(((location - target).abs().amax(-1) < 0.1).float().mean())
-            focus = Focus(location=torch.where(oracle[:, None], target.flatten(0, 1),
-                                               location.detach().flatten(0, 1)))
-        l_pooled = model.local_features(model.crop(flat, focus)).unflatten(0, (b, steps))
-        _, hidden = model.initial_state(b, frames.device)
-        step_logits = []
-        for t in range(steps):
-            logit, hidden = model.classifier_step(g_pooled[:, t], l_pooled[:, t], hidden)
-            step_logits.append(logit)
-        logits_c = torch.stack(step_logits, 1)
-        loss = (sequence_ce(logits_c, batch.labels)
-                + sequence_ce(model.local_head(l_pooled), batch.labels) + policy_loss)
-        update(loss)
-        return {"loss": loss.item(), "acc": accuracy(logits_c.detach(), batch.labels),
-                "hit": hit}
-
-    groups = [{"params": trainable(model.policy, model.local, model.local_head,
-                                   model.classifier)}]
-    return run_stage(ctx, name, section, groups, step)

@@ -7,7 +7,8 @@ Fine-tuning from a checkpoint (e.g. builtin:digits onto a user's own classes):
 every tensor of the checkpoint's AdaFocus whose name and shape the run's models
 share is copied: into V1, V2 and the random-patch model whole (the policy only into
 a model of the checkpoint's policy kind: a V1 grid policy is no start for a V2
-continuous one), into the baselines' backbones (glance-only: f_G; full-frame: f_L).
+continuous one), into the baselines' backbones (glance-only: f_G; full-frame: f_L)
+and into the frame stage's network (f_L, its head from the checkpoint's f_L head).
 When the class names differ, the class-dependent heads start fresh. Any other
 tensor that does not fit (another preset, another glance map size) is an error
 naming it, never silently skipped: a run that quietly dropped half the checkpoint
@@ -21,13 +22,27 @@ from typing import Any
 from torch import nn
 
 from adafocus.checkpoint import load_checkpoint
+from adafocus.config import AdaFocusConfig
 from adafocus.interface import CheckpointError
 from adafocus.models import AdaFocus
 from adafocus.models.baselines import FullFrame, GlanceOnly
+from adafocus.models.local import LocalNet
 from adafocus.models.pretrained import load_torchvision_backbone
 from adafocus.train.config import ModelSection
 
 HEADS = ("classifier.head.", "glance_head.", "local_head.")  # depend on the class count
+
+
+class FrameNet(nn.Module):
+    """The frame stage's network (adafocus.train.stages.frame_classifier): f_L and a
+    linear head on its max-pooled whole-frame features. It starts f_L and the
+    full-frame baseline and gives the label-only boxes; kept in the run's state,
+    never shipped."""
+
+    def __init__(self, config: AdaFocusConfig) -> None:
+        super().__init__()
+        self.local = LocalNet(config)
+        self.head = nn.Linear(self.local.out_features, config.num_classes)
 
 
 def backbone_weights(section: ModelSection, models: dict[str, nn.Module]) -> dict[str, str]:
@@ -50,6 +65,8 @@ def _part(model: nn.Module, part: str) -> nn.Module | None:
     """The f_G ("glance") or f_L ("local") network of a run's model, if it has one."""
     if isinstance(model, AdaFocus):
         return getattr(model, part)
+    if isinstance(model, FrameNet):
+        return model.local if part == "local" else None
     if isinstance(model, GlanceOnly if part == "glance" else FullFrame):
         return model.backbone
     return None
@@ -70,6 +87,10 @@ def init_from_checkpoint(spec: str, models: dict[str, nn.Module], class_names: l
             wanted = {k: k for k in model.state_dict()
                       if (same_policy or not k.startswith("policy."))
                       and not (fresh_heads and k.startswith(HEADS))}
+        elif isinstance(model, FrameNet):
+            wanted = {k: k if k.startswith("local.") else f"local_{k}"
+                      for k in model.state_dict()
+                      if k.startswith("local.") or not fresh_heads}
         else:
             part = "glance" if isinstance(model, GlanceOnly) else "local"
             if _part(model, part) is None:
@@ -94,4 +115,4 @@ def init_from_checkpoint(spec: str, models: dict[str, nn.Module], class_names: l
             "heads": "re-initialised (other classes)" if fresh_heads else "kept"}
 
 
-__all__ = ["HEADS", "backbone_weights", "init_from_checkpoint"]
+__all__ = ["HEADS", "FrameNet", "backbone_weights", "init_from_checkpoint"]

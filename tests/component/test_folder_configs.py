@@ -30,11 +30,14 @@ def test_shipped_folder_configs_need_only_their_folder(name, folder, tmp_path, m
     monkeypatch.chdir(tmp_path)  # the shipped root, runs/digits-folder/train, is not there
     with pytest.raises(TrainConfigError) as err:
         load_train_config(CONFIGS / name)
-    assert str(err.value).endswith("data.root: no folder at runs/digits-folder/train")
+    assert "data.root: no folder at runs/digits-folder/train" in str(err.value)
     raw = yaml.safe_load((CONFIGS / name).read_text())
     raw["data"]["root"] = str(folder)
+    if "val_root" in raw["data"]:
+        assert "data.val_root: no folder at runs/digits-folder/val" in str(err.value)
+        raw["data"]["val_root"] = str(folder)
     cfg = parse_train_config(raw)
-    assert cfg.data.source == "folder" and cfg.data.val_fraction > 0
+    assert cfg.data.source == "folder" and (cfg.data.val_root or cfg.data.val_fraction > 0)
 
 
 def test_a_copied_digits_config_switched_to_a_folder_trains_skipping_box_stages(folder,
@@ -51,9 +54,11 @@ def test_a_copied_digits_config_switched_to_a_folder_trains_skipping_box_stages(
     torch.set_num_threads(1)
     result = train(parse_train_config(raw), progress=False, log=lines.append)
     summary = torch.load(result.checkpoint, weights_only=True)["training"]
-    skipped = ["pretrain.local", "pretrain.glance", "v1.boxes", "v2.boxes"]
-    assert summary["skipped_stages"] == skipped
-    assert f"skipping {', '.join(skipped)}: data.source folder has no object boxes" in lines
+    skipped = ["pretrain.glance", "pretrain.local", "v1.boxes", "v2.boxes"]
+    assert summary["skipped_stages"] == skipped and summary["boxes"] == "none"
+    assert (f"skipping {', '.join(skipped)}: boxes.source truth needs object boxes and "
+            "data.source folder has none (boxes.source evidence finds them from the labels: "
+            "see adafocus/configs/folder-tiny.yaml)") in lines
     assert not any(name in summary["stages"] for name in skipped)
     assert any(line.startswith("[6/6] v2.train: 1 steps; run 83% (5/6 steps)") for line in lines)
 

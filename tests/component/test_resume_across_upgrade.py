@@ -11,7 +11,9 @@ from adafocus.train import ResumeError, parse_train_config, train
 from adafocus.train.runner import state_path
 from tests.support.training import TINY_RUN
 
-ADDED = {"model": ("init", "glance_weights", "local_weights"), "data": ("val_root", "val_fraction")}
+ADDED = {"model": ("init", "glance_weights", "local_weights"),
+         "data": ("val_root", "val_fraction", "augment", "cache_mb"),
+         "boxes": ("source", "evidence_shifts", "box_size"), "v1": ("start", "local_aux")}
 
 
 def test_a_state_saved_without_the_new_keys_still_resumes(tmp_path):
@@ -23,7 +25,8 @@ def test_a_state_saved_without_the_new_keys_still_resumes(tmp_path):
     blob = torch.load(path, weights_only=True)
     for section, keys in ADDED.items():
         for key in keys:
-            del blob["config"][section][key]  # as the previous version saved it
+            del blob["config"][section][key]  # as the previous versions saved it
+    del blob["config"]["precision"], blob["config"]["frames"]
     torch.save(blob, path)
     lines: list[str] = []
     train(cfg, output=out, progress=False, log=lines.append)

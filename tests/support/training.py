@@ -1,9 +1,11 @@
-"""A training run small enough for a test: every stage runs, for a few steps."""
+"""A training run small enough for a test: every stage of the moving-digits recipe
+(the scene's own boxes, float32) runs, for a few steps."""
 
 TINY_RUN = {
     "data": {"train_scenes": 4, "val_scenes": 2, "seq_len": 4, "batch_size": 2},
     "pretrain": {"steps": 2, "batch_size": 4},
-    "boxes": {"glance_steps": 2, "steps": 2, "batch_size": 2},
+    "precision": "float32",
+    "boxes": {"source": "truth", "glance_steps": 2, "steps": 2, "batch_size": 2},
     "baselines": {"glance": {"steps": 2}, "full": {"steps": 2}},
     "v1": {"warmup": {"steps": 4}, "ppo": {"steps": 2}, "finetune": {"steps": 2}},
     "v2": {"train": {"steps": 2}},
