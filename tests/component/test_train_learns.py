@@ -1,5 +1,6 @@
 """The training code learns: stages run on a tiny, real problem reduce the held-out
-loss and beat chance, and an interrupted run resumes to the very same weights."""
+loss and beat chance, and an interrupted run resumes to the very same weights, the
+label-only recipe included (its evidence boxes recomputed after the resume)."""
 
 import dataclasses
 
@@ -17,6 +18,7 @@ from adafocus.train.data import sequences, to_batch
 from adafocus.train.loop import StageContext
 from adafocus.train.stages import sequence_ce, train_baseline, v1_ppo, v2_train
 from adafocus.train.state import RunState
+from tests.support.folders import SMALL_MODEL, digits_folder, folder_run
 from tests.support.training import TINY_RUN
 
 COLOURS = np.array([[220, 40, 40], [40, 200, 40], [40, 40, 220], [230, 210, 40]], np.uint8)
@@ -99,8 +101,22 @@ class Interrupt(Exception):
     pass
 
 
-def test_interrupted_training_resumes_to_identical_weights(tmp_path, monkeypatch):
-    cfg = parse_train_config(TINY_RUN)
+def _label_only_run(tmp_path) -> dict:
+    """TINY_RUN's counterpart on a folder: the frame stage, boxes from class evidence
+    (recomputed after a resume), V1 from the pretraining stages."""
+    folder = digits_folder(tmp_path / "clips", clips=3, seconds=1.0)
+    raw = folder_run(folder, tmp_path / "unused.pt", steps=4, model={"overrides": SMALL_MODEL})
+    raw.update(frames={"steps": 2, "batch_size": 4}, pretrain={"steps": 2, "batch_size": 4},
+               boxes={"source": "evidence", "glance_steps": 2, "steps": 2, "batch_size": 2},
+               v1={"start": "pretrain", "local_aux": 1.0, "warmup": {"steps": 4},
+                   "ppo": {"steps": 2}, "finetune": {"steps": 2}},
+               output={"save_every": 2}, precision="float32")
+    return raw
+
+
+@pytest.mark.parametrize("recipe", ["moving-digits", "label-only-folder"])
+def test_interrupted_training_resumes_to_identical_weights(tmp_path, monkeypatch, recipe):
+    cfg = parse_train_config(TINY_RUN if recipe == "moving-digits" else _label_only_run(tmp_path))
     torch.set_num_threads(1)
     whole = train(cfg, output=tmp_path / "a" / "m.pt", progress=False, log=lambda _: None)
 
@@ -123,6 +139,8 @@ def test_interrupted_training_resumes_to_identical_weights(tmp_path, monkeypatch
     monkeypatch.setattr("adafocus.train.stages.run_stage", real)
     resumed = train(cfg, output=tmp_path / "b" / "m.pt", progress=False, log=lambda _: None)
     assert resumed.shipped == whole.shipped
+    summary = torch.load(resumed.checkpoint, weights_only=True)["training"]
+    assert summary["boxes"] == ("truth" if recipe == "moving-digits" else "evidence")
     a = torch.load(whole.checkpoint, weights_only=True)["state_dict"]
     b = torch.load(resumed.checkpoint, weights_only=True)["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
