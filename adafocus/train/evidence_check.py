@@ -4,9 +4,9 @@ folder: the diagnostic behind the README's figure for `boxes.source: evidence`.
 The folder has no boxes (a user's has none either), but the scene that rendered it
 does: clip k of `adafocus-stream export 'synthetic://digits?split=S&seed=N'` is scene
 N + k of split S from its frame 0. This reads the frame stage's network from a
-training run's state file, derives the evidence box of every frame of every clip
-exactly as training does (adafocus.train.evidence), and reports the distance of its
-centre from the digit's.
+training run's state file, decodes the clips and boxes every frame through training's
+own path (adafocus.data.streams.FolderSource, adafocus.train.evidence.EvidenceTable),
+and reports the distance of each box centre from the digit's.
 
     python -m adafocus.train.evidence_check runs/folder-tiny.pt.state/state.pt \\
         runs/digits-folder/train --split train --seed 0
@@ -22,9 +22,11 @@ import torch
 
 from adafocus.checkpoint import IMAGENET_NORMALIZATION
 from adafocus.data.moving_digits import MovingDigitsScene
+from adafocus.data.streams import FolderSource
 from adafocus.data.video_folder import VideoFolder
+from adafocus.geometry import common_size
 from adafocus.train.config import BoxWarmupSection, model_config, parse_train_config
-from adafocus.train.evidence import EvidenceBoxes
+from adafocus.train.evidence import EvidenceBoxes, EvidenceTable
 from adafocus.train.precision import resolve_precision
 from adafocus.train.start import FrameNet
 
@@ -48,14 +50,16 @@ def check(state_file: str, folder_root: str, split: str, seed: int) -> dict[str,
     boxes = EvidenceBoxes(net.local, net.head, IMAGENET_NORMALIZATION, device,
                           resolve_precision(cfg.precision, device), b.evidence_shifts,
                           b.box_size)
+    # decoded and boxed by training's own path, at the size training gives these videos
+    h, w = common_size((v.height, v.width) for v in folder.videos)
+    source = FolderSource(folder, h, w, cache_mb=float("inf"))
+    decoded = source.decoded()
+    found = EvidenceTable(boxes, decoded, source.frame_labels()).table
     errors = []
-    for k, video in enumerate(folder.videos):  # at its own size, as exported
-        times, frames = folder.decode_all(k, video.height, video.width)
-        scene = MovingDigitsScene(seed + int(video.path.stem.split("-")[-1]), video.height,
-                                  video.width, split)
-        labels = np.array([folder.label_at(k, t) for t in times], np.int64)
+    for (times, _), video_boxes, video in zip(decoded, found, folder.videos, strict=True):
+        scene = MovingDigitsScene(seed + int(video.path.stem.split("-")[-1]), h, w, split)
         truth = np.array([scene.digit_box(round(t * scene.fps)) for t in times], np.float32)
-        errors.append(centre_error(boxes(frames, labels), truth))
+        errors.append(centre_error(video_boxes, truth))
     e = np.concatenate(errors)
     return {"frames": int(len(e)), "median_px": float(np.median(e)),
             **{f"within_{d}px": float((e <= d).mean()) for d in (4, 8, 12)}}
