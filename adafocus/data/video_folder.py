@@ -20,11 +20,12 @@ is held) get label -1, which training ignores.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import math
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +99,19 @@ def _seconds(csv_path: Path, line: int, row: dict[str, str], key: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise DatasetError(f"{csv_path}:{line}: {key} must be a finite number >= 0, got {value}")
     return value
+
+
+@contextlib.contextmanager
+def _decoding(path: Path) -> Iterator[tuple[av.container.InputContainer, av.VideoStream]]:
+    """(container, video stream) of a listed video, decoded with threads; a PyAV or OS
+    error while opening or decoding it becomes a DatasetError naming the file."""
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            yield container, stream
+    except (av.FFmpegError, OSError) as e:
+        raise DatasetError(f"decoding {path} failed: {e}") from None
 
 
 def _probe(path: Path) -> tuple[float, float, int, int, float]:
@@ -225,17 +239,12 @@ class VideoFolder:
         out = np.empty((len(times), height, width, 3), np.uint8)
         if not len(times):
             return out
-        try:
-            with av.open(str(info.path)) as container:
-                stream = container.streams.video[0]
-                stream.thread_type = "AUTO"
-                if times[0] > 0:
-                    target = (times[0] + info.start_offset_s) / stream.time_base
-                    container.seek(int(target), stream=stream, backward=True)
-                k = self._fill(container.decode(stream), info, times, out,
-                               FrameResizer(height, width))
-        except (av.FFmpegError, OSError) as e:
-            raise DatasetError(f"decoding {info.path} failed: {e}") from None
+        with _decoding(info.path) as (container, stream):
+            if times[0] > 0:
+                target = (times[0] + info.start_offset_s) / stream.time_base
+                container.seek(int(target), stream=stream, backward=True)
+            k = self._fill(container.decode(stream), info, times, out,
+                           FrameResizer(height, width))
         if k == 0:
             raise DatasetError(f"decoding {info.path} gave no frame near {times[0]:.3f} s")
         return out
@@ -278,16 +287,11 @@ class VideoFolder:
         info = self.videos[video]
         times, frames = [], []
         resize = FrameResizer(height, width)
-        try:
-            with av.open(str(info.path)) as container:
-                stream = container.streams.video[0]
-                stream.thread_type = "AUTO"
-                for frame in container.decode(stream):
-                    if frame.time is not None:
-                        times.append(frame.time - info.start_offset_s)
-                        frames.append(resize(frame).copy())
-        except (av.FFmpegError, OSError) as e:
-            raise DatasetError(f"decoding {info.path} failed: {e}") from None
+        with _decoding(info.path) as (container, stream):
+            for frame in container.decode(stream):
+                if frame.time is not None:
+                    times.append(frame.time - info.start_offset_s)
+                    frames.append(resize(frame).copy())
         if not frames:
             raise DatasetError(f"decoding {info.path} gave no frame")
         return np.asarray(times, np.float64), np.stack(frames)
