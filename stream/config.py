@@ -205,7 +205,10 @@ class IngestSection(Schema):
 
 class WorkerSection(Schema):
     hang_timeout_s: Seconds = 15.0
-    tick_idle_s: Annotated[float, Field(strict=True, ge=0)] = 0.005
+    # A tick starts at most this often (stream.infer.pacing): frames gather in
+    # between and go through the model in one batch. Never more than half the
+    # shortest frame interval seen, so no live frame is overwritten by waiting.
+    tick_interval_s: Annotated[float, Field(strict=True, ge=0, le=1)] = 0.02
     threads: Count = 1
 
 

@@ -314,22 +314,35 @@ class FrameRing:
         by the reader when it next reads)."""
         return self._hdr[_OVERWRITTEN]
 
+    def unread(self) -> int:
+        """Frames written and not read yet (more than `slots`: some were lapped)."""
+        return max(0, self._hdr[_WRITE_COUNT] - self._hdr[_READ_INDEX])
+
     def fill(self) -> float:
         """Unread fraction of the ring, 0..1 (1: the reader is a full lap behind)."""
-        unread = self._hdr[_WRITE_COUNT] - self._hdr[_READ_INDEX]
-        return min(1.0, max(0, unread) / self.slots)
+        return min(1.0, self.unread() / self.slots)
 
     # ------------------------------------------------------------ reader
 
     def read_latest(self, out: np.ndarray) -> FrameMeta | None:
         """Copy the newest unread frame into `out` (real-time mode); older unread
         frames are skipped (counted in `skipped`). None if nothing new."""
-        return self._read(out, latest=True)
+        return self._read(out, newest=1)
+
+    def read_recent(self, out: np.ndarray, newest: int) -> FrameMeta | None:
+        """Copy the oldest of the `newest` most recent unread frames into `out`:
+        real time with a bounded catch-up. A source that delivered a few frames at
+        once (a delayed decoder thread, a network burst) loses none of them, while
+        a reader more than `newest` frames behind still skips to the recent ones
+        (skipped frames counted in `skipped`). None if nothing new."""
+        if newest < 1:
+            raise ValueError(f"newest must be >= 1, got {newest}")
+        return self._read(out, newest)
 
     def read_next(self, out: np.ndarray) -> FrameMeta | None:
         """Copy the oldest unread frame into `out` (lossless mode, as far as the
         writer has not lapped the reader). None if nothing new."""
-        return self._read(out, latest=False)
+        return self._read(out, newest=None)
 
     def peek_latest(self, out: np.ndarray) -> FrameMeta | None:
         """Copy the newest frame written into `out` without moving the reader: a
@@ -359,7 +372,9 @@ class FrameRing:
             return None
         return FrameMeta(seq, None if math.isnan(pts) else pts, t_capture, epoch, truth, skipped)
 
-    def _read(self, out: np.ndarray, latest: bool) -> FrameMeta | None:
+    def _read(self, out: np.ndarray, newest: int | None) -> FrameMeta | None:
+        """newest: read the oldest of the `newest` most recent unread frames; None:
+        the oldest unread frame (lossless)."""
         self._check_out(out)
         hdr, slots = self._hdr, self.slots
         r = self._read_index
@@ -369,7 +384,7 @@ class FrameRing:
                 self._publish(r)
                 return None
             oldest = max(r, wc - slots)
-            target = wc - 1 if latest else oldest
+            target = oldest if newest is None else max(oldest, wc - newest)
             frame = self._copy_slot(target, out, target - oldest)
             if frame is not None:
                 self._overwritten += oldest - r
@@ -377,9 +392,9 @@ class FrameRing:
                 return frame
             # The writer is rewriting (or has rewritten) the target's slot: that frame
             # is gone. Lossless mode counts it and moves past; real-time mode looks
-            # again at the (new) newest frame.
+            # again at the (new) most recent frames.
             self.torn_retries += 1
-            if not latest:
+            if newest is None:
                 self._overwritten += target + 1 - r
                 r = target + 1
 

@@ -9,7 +9,8 @@ cameras) and subscribes like any client. Once every stream has published and a
 few seconds passed, it reads the proportional set size (PSS: shared pages split
 between the processes that map them) and the RSS of every process of the tree
 from /proc, by role (supervisor, worker, producers). Then it measures the labels
-per stream over a window (real time: each stream near its frame rate), sends
+per stream and the CPU of every role over a window (real time: each stream
+near its frame rate; `--tick-interval` to A/B the worker's tick pacing), sends
 SIGTERM and checks the exit status, the time to stop, and that no frame ring and
 no process is left.
 
@@ -71,8 +72,8 @@ def _rollup(pid: int) -> dict[str, int] | None:
     return values
 
 
-def measure(streams: int, fps: float, per_process: int, start_timeout_s: float
-            ) -> dict[str, Any]:
+def measure(streams: int, fps: float, per_process: int, start_timeout_s: float,
+            tick_interval_s: float | None = None) -> dict[str, Any]:
     from stream.client import Subscriber
 
     publish, metrics = free_port(), free_port()
@@ -85,6 +86,8 @@ def measure(streams: int, fps: float, per_process: int, start_timeout_s: float
         "publish": {"bind": f"tcp://127.0.0.1:{publish}", "sndhwm": 100_000},
         "metrics": {"bind": f"127.0.0.1:{metrics}"},
     }
+    if tick_interval_s is not None:
+        config["worker"] = {"tick_interval_s": tick_interval_s}
     folder = tempfile.TemporaryDirectory(prefix="adafocus-memory-")
     path = Path(folder.name) / "pipeline.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -108,11 +111,14 @@ def measure(streams: int, fps: float, per_process: int, start_timeout_s: float
             sub.recv(timeout=0.2)
         record["memory"] = tree_memory(process.pid)
         counts: dict[str, int] = {}
+        cpu_start = procstat.sample(process.pid)
         end = time.monotonic() + WINDOW_S
         while time.monotonic() < end:
             message = sub.recv(timeout=0.2)
             if message is not None:
                 counts[message.stream] = counts.get(message.stream, 0) + 1
+        cpu, _ = procstat.delta(cpu_start, procstat.sample(process.pid, cpu_start.roles))
+        record["cpu_cores"] = {role: seconds / WINDOW_S for role, seconds in cpu.items()}
         rates = sorted(counts.get(f"m-{i:03d}", 0) / WINDOW_S for i in range(streams))
         record["labels_per_s"] = {"min": rates[0], "median": rates[len(rates) // 2],
                                   "expected": fps}
@@ -139,20 +145,25 @@ def main() -> None:
                         help="frame rate per run (paired with --streams)")
     parser.add_argument("--streams-per-process", type=int, default=16)
     parser.add_argument("--start-timeout", type=float, default=180.0)
+    parser.add_argument("--tick-interval", type=float, metavar="S",
+                        help="worker.tick_interval_s (default: the config's default)")
     parser.add_argument("--out", type=Path, default=Path("bench-results/memory.json"))
     args = parser.parse_args()
     if len(args.fps) != len(args.streams):
         parser.error("give one --fps per --streams value")
     rows = []
     for streams, fps in zip(args.streams, args.fps, strict=True):
-        row = measure(streams, fps, args.streams_per_process, args.start_timeout)
+        row = measure(streams, fps, args.streams_per_process, args.start_timeout,
+                      args.tick_interval)
         rows.append(row)
+        cores = ", ".join(f"{role} {n:.2f}" for role, n in sorted(row["cpu_cores"].items()))
         roles = ", ".join(f"{name} {v['processes']}x: PSS {v['pss_mib']:.0f} / RSS "
                           f"{v['rss_mib']:.0f} MiB" for name, v in sorted(row["memory"].items()))
         print(f"{streams} streams at {fps:g} fps: {row['publishing']} publishing after "
               f"{row['startup_s']:.0f} s; PSS {row['pss_mib_total']:.0f} MiB = "
               f"{row['pss_mib_per_stream']:.1f} MiB per stream ({roles}); labels/s per stream "
-              f"min {row['labels_per_s']['min']:.1f} median {row['labels_per_s']['median']:.1f};"
+              f"min {row['labels_per_s']['min']:.1f} median {row['labels_per_s']['median']:.1f}; "
+              f"CPU cores {cores};"
               f" stopped in {row['stop_s']:.1f} s, exit {row['exit_status']}, "
               f"{row['rings_left']} rings left (load {row['load_avg_1m']:.1f})", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,7 @@ class ProbePlan:
     device: str
     max_batch: int
     ring_slots: int = 8
+    tick_interval_s: float | None = None  # None: the config's default
     start_timeout_s: float = 60.0  # plus 0.5 s per stream: all must publish by then
 
 
@@ -78,7 +79,7 @@ def pipeline_config(variant: Variant, clips: list[Clip], streams: int, plan: Pro
     skip: dict[str, Any] = {"mode": variant.skip_mode}
     if variant.budget is not None:
         skip["budget"] = variant.budget
-    return {
+    config: dict[str, Any] = {
         "model": {"checkpoint": variant.model_file, "device": plan.device, "skip": skip,
                   "max_batch": plan.max_batch},
         "streams": [{"id": sid, "uri": str(clips[i % len(clips)].path), "realtime": True}
@@ -88,6 +89,9 @@ def pipeline_config(variant: Variant, clips: list[Clip], streams: int, plan: Pro
         "publish": {"bind": f"tcp://127.0.0.1:{publish_port}", "sndhwm": 10_000},
         "metrics": {"bind": f"127.0.0.1:{metrics_port}"},
     }
+    if plan.tick_interval_s is not None:
+        config["worker"] = {"tick_interval_s": plan.tick_interval_s}
+    return config
 
 
 class Session:

@@ -15,6 +15,9 @@ def row(variant, source: str, search, at_load: dict[str, Any] | None, load: int 
     """One variant's result on one source resolution."""
     probes = [search.probes[n] for n in sorted(search.probes)]
     extra = [] if at_load is None or any(p is at_load for p in probes) else [at_load]
+    judged = same_aspect(source, variant.frame_size)
+    if at_load and not judged:
+        at_load = {**at_load, "accuracy": None}
     return {
         "name": variant.name, "preset": variant.preset, "method": variant.method,
         "source": source, "trained": variant.trained, "model_file": variant.model_file,
@@ -23,8 +26,17 @@ def row(variant, source: str, search, at_load: dict[str, Any] | None, load: int 
         "val_accuracy_training": variant.val_accuracy,
         "capacity": search.streams, "capacity_upper": search.upper,
         "capacity_exact": search.exact, "load": load, "at_load": at_load or {},
+        "accuracy_judged": judged,
         "limit": _limit(search, cores), "probes": probes + extra,
     }
+
+
+def same_aspect(source: str, frame_size) -> bool:
+    """Does a WxH source have the model frame's (H, W) aspect? Only then does the
+    live path's fit (aspect kept, letterboxed) show the model the scene it was
+    rendered as; a square scene stretched to 16:9 comes back squashed."""
+    width, height = (int(n) for n in source.split("x"))
+    return width * frame_size[0] == height * frame_size[1]
 
 
 def add_ceiling_shares(rows: list[dict[str, Any]]) -> None:
@@ -99,6 +111,13 @@ def notes(rows: list[dict[str, Any]], loads: dict[str, int], s: dict[str, Any]) 
     if any(not r["trained"] and r["method"] != CEILING for r in rows):
         out.append("Untrained rows run random weights (the paper preset cannot be "
                    "downloaded here): their throughput is real, their accuracy meaningless.")
+    squashed = sorted({r["source"] for r in rows
+                       if not r["accuracy_judged"] and r["method"] != CEILING})
+    if squashed:
+        out.append(f"Accuracy not judged on {', '.join(squashed)}: the square scene is scaled "
+                   "to the source's aspect before encoding and the live path fits it back with "
+                   "the aspect kept (letterboxed), so the model sees a squashed scene. These "
+                   "rows measure cost only, and their skipping differs with the content.")
     for r in rows:
         if r["limit"] and r["method"] in ("adafocus_skip", CEILING):
             lim = r["limit"]

@@ -71,6 +71,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(default: the model's frame size)")
     parser.add_argument("--max-batch", type=int, default=32, help="worker batch limit (config "
                         "model.max_batch)")
+    parser.add_argument("--tick-interval", type=float, metavar="S",
+                        help="worker.tick_interval_s of the pipelines (default: the config's "
+                             "default), e.g. 0 to A/B the tick pacing")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="environment for the pipeline processes (repeatable), e.g. "
                              "OMP_WAIT_POLICY=PASSIVE to A/B a setting")
@@ -142,7 +145,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "clips": args.clips or clips, "clip_seconds": args.clip_seconds,
         "max_streams": args.max_streams or (256 if device.startswith("cuda") else 64),
         "max_batch": args.max_batch, "load": args.load, "env": env, "growth": growth,
-        "ramp": args.ramp, "sources": args.sources,
+        "ramp": args.ramp, "sources": args.sources, "tick_interval_s": args.tick_interval,
     }
     for source in settings["sources"] or ():
         if re.fullmatch(r"[1-9]\d{1,4}x[1-9]\d{1,4}", source) is None or any(
@@ -151,6 +154,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("max_streams", "max_batch", "clips"):
         if settings[key] < 1:
             raise ValueError(f"--{key.replace('_', '-')} must be >= 1")
+    if settings["tick_interval_s"] is not None and not 0 <= settings["tick_interval_s"] <= 1:
+        raise ValueError("--tick-interval must be within 0..1 s")
     if settings["load"] is not None and not 1 <= settings["load"] <= settings["max_streams"]:
         raise ValueError("--load must be within 1..--max-streams")
     needed = settings["warmup_s"] + settings["window_s"] + 5
@@ -169,7 +174,8 @@ def _bench(args: argparse.Namespace, settings: dict[str, Any], variants: list,
 
     scene = next((v.frame_size for v in variants if v.preset == "tiny"), (128, 128))
     plan = ProbePlan(window_s=settings["window_s"], warmup_s=settings["warmup_s"],
-                     device=settings["device"], max_batch=settings["max_batch"])
+                     device=settings["device"], max_batch=settings["max_batch"],
+                     tick_interval_s=settings["tick_interval_s"])
     ceiling = ceiling_variant(variants[0].frame_size)
     settings["sources"] = settings["sources"] or [f"{scene[1]}x{scene[0]}"]
     costs = {size: frame_costs.measure(*size)

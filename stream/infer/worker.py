@@ -4,11 +4,14 @@ Why one process for all streams: batching frames of many cameras into one
 `OnlineAdaFocus.step` is what makes the accelerator (or the CPU's vector units)
 pay off, and every stream's recurrent state lives in one place.
 
-Why it never falls behind: each tick takes, per stream, only the newest unread
-frame of its ring (`read_latest`), so when inference is slower than the cameras
-the older frames are dropped and counted (`frames_dropped{reason="stale"}`)
-instead of queueing up as lag. Streams configured `lossless` (files,
-benchmarks) use `read_next` and see every frame in order.
+Why it never falls behind: each tick takes, per stream, one of the
+`CATCH_UP_FRAMES` newest unread frames of its ring (the oldest of them,
+`read_recent`), so when inference is slower than the cameras the older frames
+are dropped and counted (`frames_dropped{reason="stale"}`) instead of queueing
+up as lag, while a camera that delivers two frames at once (a delayed decoder
+thread, a network burst) loses neither: the next tick, at once, takes the
+second. Streams configured `lossless` (files, benchmarks) use `read_next` and
+see every frame in order.
 
 The supervisor talks to the worker over one duplex `multiprocessing` pipe
 (`add` / `remove` / `stop` in, `ready` / `error` out) and watches a shared
@@ -39,6 +42,7 @@ from stream.config import ModelSection, WorkerSection
 from stream.exitcodes import EXIT_MODEL_ERROR
 from stream.infer import read_only
 from stream.infer.counters import StreamCounters
+from stream.infer.pacing import TickPacer, frame_gap
 from stream.metrics import CpuMeter, PipelineMetrics
 from stream.ring import FrameMeta, FrameRing
 from stream.wire.messages import label_frames
@@ -52,6 +56,7 @@ log = logging.getLogger("adafocus.worker")
 # worker does not even look for the file then.
 TEST_HANG_FILE_ENV = "ADAFOCUS_TEST_HANG_FILE"
 FLUSH_S = 0.5  # how often per-stream counters are written (stream.infer.counters)
+CATCH_UP_FRAMES = 2  # a live stream at most this many frames behind drops none
 
 
 class Heartbeat(Protocol):
@@ -76,6 +81,8 @@ class _Stream:
     ring: FrameRing
     counters: StreamCounters
     epoch: int | None = None
+    pts: float | None = None  # of the last frame taken
+    period: float = math.inf  # its frame interval, from the timestamps (stream.infer.pacing)
 
 
 class InferenceWorker:
@@ -109,6 +116,12 @@ class InferenceWorker:
         self._batch = np.empty((max_batch, height, width, 3), dtype=np.uint8)
         self._streams: dict[str, _Stream] = {}
         self._next_start = 0  # round-robin start when there are more streams than max_batch
+        # For the tick pacing (stream.infer.pacing): the shortest frame interval of
+        # the live streams; of the last tick, the older frames it skipped to take the
+        # newest and whether it left frames it could have taken.
+        self.frame_period = math.inf
+        self.dropped = 0
+        self.backlog = False
 
     @property
     def stream_ids(self) -> list[str]:
@@ -127,6 +140,7 @@ class InferenceWorker:
         state.counters.flush()
         state.ring.close()
         self._model.drop(stream_id)
+        self._update_frame_period()
 
     def close(self) -> None:
         for stream_id in list(self._streams):
@@ -137,6 +151,12 @@ class InferenceWorker:
         for state in self._streams.values():
             state.counters.flush()
         self._flushed = time.monotonic()
+        self._update_frame_period()
+
+    def _update_frame_period(self) -> None:
+        """Recomputed from every stream now and then (a fast stream may have left or
+        slowed down); between times a tick only ever lowers it."""
+        self.frame_period = min((s.period for s in self._streams.values()), default=math.inf)
 
     def _gather(self) -> list[tuple[_Stream, FrameMeta]]:
         """Copy the due frame of each stream into the batch buffer, at most max_batch.
@@ -150,23 +170,35 @@ class InferenceWorker:
         order = states[start:] + states[:start]
         taken: list[tuple[_Stream, FrameMeta]] = []
         batch = self._batch
+        backlog, dropped = False, 0
         for state in order:
             if len(taken) == len(batch):
+                backlog = True  # some streams were not even looked at
                 break
             row = batch[len(taken)]
             ring = state.ring
-            meta = ring.read_next(row) if state.spec.lossless else ring.read_latest(row)
+            lossless = state.spec.lossless
+            meta = ring.read_next(row) if lossless else ring.read_recent(row, CATCH_UP_FRAMES)
             if meta is None:
                 continue
             if meta.skipped:
                 state.counters.stale.inc(meta.skipped)
-            if state.epoch is not None and meta.epoch != state.epoch:
+                dropped += meta.skipped
+            same_scene = meta.epoch == state.epoch
+            if state.epoch is not None and not same_scene:
                 # The producer reconnected: the new frames do not continue the old
                 # scene, so the recurrent state must not carry over.
                 self._model.reset(state.spec.id)
-            state.epoch = meta.epoch
+            backlog = backlog or ring.unread() > 0
+            if not lossless:
+                gap = frame_gap(meta.pts, state.pts if same_scene else None, 1 + meta.skipped)
+                if gap < math.inf:
+                    state.period = gap
+                    self.frame_period = min(self.frame_period, gap)
+            state.epoch, state.pts = meta.epoch, meta.pts
             taken.append((state, meta))
         self._next_start = start + max(1, len(taken))
+        self.backlog, self.dropped = backlog, dropped
         return taken
 
     def tick(self) -> int:
@@ -329,6 +361,7 @@ def run_worker(
     worker = InferenceWorker(model, model_section.max_batch,
                              functools.partial(send_nowait, push), metrics, full_frame)
     hang = _HangInjector(os.environ.get(TEST_HANG_FILE_ENV))
+    pacer = TickPacer(worker_section.tick_interval_s)
     cpu_counted = time.monotonic()
     try:
         for spec in streams:
@@ -337,6 +370,7 @@ def run_worker(
             while running and control.poll():
                 running = _apply(worker, control.recv())
             hang.maybe_hang()
+            started = time.monotonic()
             processed = worker.tick()
             now = time.monotonic()
             heartbeat.value = now
@@ -344,8 +378,10 @@ def run_worker(
                 cpu.update()
                 cpu_counted = now
             metrics.worker_last_tick.set(time.time())
-            if processed == 0:
-                time.sleep(worker_section.tick_idle_s)
+            pause = pacer.pause(worker.frame_period, now - started, processed, worker.dropped,
+                                worker.backlog)
+            if pause > 0:
+                control.poll(pause)  # a command (stop, add) ends the wait at once
     except (EOFError, BrokenPipeError):
         pass  # the supervisor is gone; nothing left to work for
     finally:

@@ -3,6 +3,7 @@ processes, and who owns the shared memory segment."""
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import signal
@@ -53,6 +54,22 @@ def test_read_latest_takes_the_newest_frame_and_reports_the_skipped_ones_as_stal
         ring.write(frame(seq, 8, 8), seq, None, 1.0)
     meta = ring.read_latest(out)
     assert (meta.seq, meta.skipped, ring.overwritten) == (19, 7, 7)
+
+
+def test_read_recent_catches_up_on_a_burst_and_skips_only_beyond_it(make_ring):
+    ring = make_ring(slots=8, height=8, width=8)
+    out = np.empty(ring.shape, np.uint8)
+    for seq in range(2):  # two frames at once: both are delivered, in order
+        ring.write(frame(seq, 8, 8), seq, None, 1.0)
+    assert [(m.seq, m.skipped) for m in (ring.read_recent(out, 2), ring.read_recent(out, 2))
+            ] == [(0, 0), (1, 0)]
+    for seq in range(2, 7):  # five behind: the older three are stale
+        ring.write(frame(seq, 8, 8), seq, None, 1.0)
+    meta = ring.read_recent(out, 2)
+    assert (meta.seq, meta.skipped, ring.unread()) == (5, 3, 1)
+    assert ring.read_recent(out, 2).seq == 6 and ring.read_recent(out, 2) is None
+    with pytest.raises(ValueError, match="newest"):
+        ring.read_recent(out, 0)
 
 
 def test_peek_latest_copies_the_newest_frame_without_taking_it_from_the_reader(make_ring):
@@ -124,10 +141,15 @@ def _writer(name: str, seconds: float, done) -> None:
     done.set()
 
 
-def _reader(name: str, latest: bool, done, result) -> None:
+READS = {"read_next": lambda ring, out: ring.read_next(out),
+         "read_latest": lambda ring, out: ring.read_latest(out),
+         "read_recent": lambda ring, out: ring.read_recent(out, 2)}
+
+
+def _reader(name: str, mode: str, done, result) -> None:
     ring = FrameRing.attach(name)
     out = np.empty(ring.shape, np.uint8)
-    read = ring.read_latest if latest else ring.read_next
+    read = functools.partial(READS[mode], ring)
     delivered = skipped = torn = 0
     last = -1
     deadline = time.monotonic() + 30
@@ -155,9 +177,9 @@ def _reader(name: str, latest: bool, done, result) -> None:
     ring.close()
 
 
-@pytest.mark.parametrize("latest", [False, True], ids=["read_next", "read_latest"])
+@pytest.mark.parametrize("mode", list(READS))
 def test_concurrent_writer_and_reader_processes_never_see_a_torn_frame_and_account_exactly(
-    make_ring, latest
+    make_ring, mode
 ):
     """A writer process at full speed (far above 1000 frames/s) for 2 s into a
     2-slot ring laps the reader process constantly, often mid-copy. Every frame
@@ -166,7 +188,7 @@ def test_concurrent_writer_and_reader_processes_never_see_a_torn_frame_and_accou
     ring = make_ring(slots=2, height=HEIGHT, width=WIDTH)
     ctx = multiprocessing.get_context("spawn")
     result, done = ctx.Queue(), ctx.Event()
-    reader = ctx.Process(target=_reader, args=(ring.name, latest, done, result))
+    reader = ctx.Process(target=_reader, args=(ring.name, mode, done, result))
     writer = ctx.Process(target=_writer, args=(ring.name, 2.0, done))
     reader.start()
     writer.start()

@@ -64,21 +64,26 @@ def frame(value: int) -> np.ndarray:
     return np.random.default_rng(value).integers(0, 256, (*SIZE, 3), dtype=np.uint8)
 
 
-def test_realtime_stream_gets_only_the_newest_frame_and_stale_ones_are_counted(model, make_ring):
+def test_realtime_stream_catches_up_on_the_newest_frames_and_older_ones_are_counted_stale(
+        model, make_ring):
     ring = make_ring(8, *SIZE)
     worker, published, metrics = make_worker(model)
     worker.add(WorkerStream("cam", ring.name))
     for seq in range(5):
         ring.write(frame(seq), seq, pts=seq / 25, t_capture=100.0 + seq, truth=3)
 
-    assert worker.tick() == 1
+    assert worker.tick() == 1 and worker.backlog  # the oldest of the two newest, then
+    assert worker.tick() == 1 and not worker.backlog  # the newest, at once
     assert worker.tick() == 0  # nothing new: no duplicate label
-    (message,) = published.messages
-    assert message["seq"] == 4 and message["pts"] == pytest.approx(4 / 25)
+    assert [m["seq"] for m in published.messages] == [3, 4]
+    message = published.messages[-1]
+    assert message["pts"] == pytest.approx(4 / 25)
     assert message["truth"] == "class-3" and message["label"].startswith("class-")
-    assert counter(metrics.frames_dropped, stream="cam", reason="stale") == 4
-    assert counter(metrics.frames_processed, stream="cam") == 1
-    assert counter(metrics.gflops_full, stream="cam") == pytest.approx(message["gflops_full"])
+    assert counter(metrics.frames_dropped, stream="cam", reason="stale") == 3
+    worker.flush()
+    assert counter(metrics.frames_processed, stream="cam") == 2
+    assert counter(metrics.gflops_full, stream="cam") == pytest.approx(
+        sum(m["gflops_full"] for m in published.messages))
     worker.close()
 
 
@@ -181,3 +186,43 @@ def test_per_frame_counters_are_written_at_flushes_and_none_is_lost(model, make_
     assert counter(metrics.frames_processed, stream="cam") == 4
     total = sum(m["gflops"] for m in published.messages)
     assert counter(metrics.gflops, stream="cam") == pytest.approx(total)
+
+
+def test_worker_learns_the_shortest_frame_interval_of_its_live_streams(model, make_ring):
+    slow, fast = make_ring(8, *SIZE), make_ring(8, *SIZE)
+    worker, _, _ = make_worker(model)
+    worker.add(WorkerStream("slow", slow.name))
+    worker.add(WorkerStream("fast", fast.name))
+    assert worker.frame_period == float("inf")  # nothing seen yet
+    for seq in range(2):
+        slow.write(frame(seq), seq, pts=seq / 25, t_capture=100.0, truth=0)
+        worker.tick()
+    assert worker.frame_period == pytest.approx(1 / 25)
+    for seq in range(4):  # 60 fps: frame 0, then three at once (the skipped one counts)
+        fast.write(frame(seq), seq, pts=seq / 60, t_capture=100.0, truth=0)
+        if seq in (0, 3):
+            worker.tick()
+    assert worker.frame_period == pytest.approx(1 / 60)
+    assert worker.dropped == 1  # the frame skipped in the last tick
+
+    worker.remove("fast")  # the fast stream left: the pacing may wait longer again
+    assert worker.frame_period == pytest.approx(1 / 25)
+
+
+def test_worker_reports_a_backlog_only_when_frames_are_left_it_could_take(model, make_ring):
+    live, files = make_ring(8, *SIZE), make_ring(8, *SIZE)
+    worker, _, _ = make_worker(model)
+    worker.add(WorkerStream("live", live.name))
+    worker.add(WorkerStream("file", files.name, lossless=True))
+    for seq in range(3):
+        live.write(frame(seq), seq, pts=seq / 25, t_capture=100.0, truth=0)
+        files.write(frame(seq), seq, pts=seq / 25, t_capture=100.0, truth=0)
+    assert worker.tick() == 2 and worker.backlog  # frames of both still unread
+    assert worker.tick() == 2 and worker.backlog  # the live one caught up, the file did not
+    assert worker.tick() == 1 and not worker.backlog
+
+    crowded, _, _ = make_worker(model, max_batch=1)
+    crowded.add(WorkerStream("live", live.name))
+    crowded.add(WorkerStream("other", files.name))
+    live.write(frame(3), 3, pts=3 / 25, t_capture=100.0, truth=0)
+    assert crowded.tick() == 1 and crowded.backlog  # a full batch: the other stream waits

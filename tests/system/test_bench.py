@@ -18,7 +18,7 @@ from adafocus.baselines import save_baseline
 from adafocus.flops import baseline_costs
 from adafocus.loading import load_online
 from adafocus.models import FullFrame
-from stream.bench import analysis
+from stream.bench import analysis, summary
 from stream.bench.media import scene_clips
 from tests.support import ROOT
 
@@ -113,6 +113,12 @@ def test_realtime_rules_pass_a_clean_run_and_name_each_kind_of_failure():
 
     trickle = analysis.realtime(_labels(seconds=0.2), 2, 8.0, 25.0)  # 5 labels in 8 s, no gaps
     assert not trickle["ok"] and trickle["drop_rate"] > 0.9
+
+
+def test_accuracy_is_judged_only_on_sources_of_the_models_aspect():
+    assert summary.same_aspect("128x128", (128, 128))
+    assert summary.same_aspect("1280x720", (90, 160))
+    assert not summary.same_aspect("640x360", (128, 128))  # the scene comes back squashed
 
 
 @pytest.mark.slow
