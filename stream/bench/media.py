@@ -10,9 +10,11 @@ message (README.md "Contracts: result messages").
 
 Sources larger than the model's frame (`video`, e.g. 640x360 or 1280x720) are the
 same scene rendered at the frame size and scaled up before encoding: the decoder
-then does the work of a camera of that resolution (and scales back down), while
-the content, and so the accuracy, stays comparable across sizes. Upscaled frames
-compress better than a real camera's, so their decode is, if anything, cheaper.
+then does the work of a camera of that resolution (and scales back down). Of
+another aspect than the frame's (16:9 from a square scene), the picture comes
+back letterboxed and squashed, so only the cost is comparable there, not the
+accuracy. Upscaled frames compress better than a real camera's, so their decode
+is, if anything, cheaper.
 
 The cache key holds everything the pixels depend on (seed, split, size, rate,
 length, encoder settings and the scene's source code), so a changed scene
@@ -46,6 +48,12 @@ class Clip:
     labels: np.ndarray
     fps: float
     class_names: tuple[str, ...]
+    seed: int
+    size: tuple[int, int]  # (height, width) the scene was rendered at
+
+    def rendered(self, index: int) -> np.ndarray:
+        """Frame `index` as rendered, before encoding (at `size`)."""
+        return _scene(self.seed, self.size, self.fps).frame(index)
 
     def truth_at(self, pts: float | None) -> int:
         """Class id of the frame with this presentation time, -1 when unknown."""
@@ -89,7 +97,13 @@ def _clip(cache_dir: Path, seed: int, frames: int, size: tuple[int, int], fps: f
         _encode(video, sidecar, seed, frames, size, fps, encoded)
     meta = json.loads(sidecar.read_text())
     return Clip(video, np.asarray(meta["labels"], dtype=np.int16), float(meta["fps"]),
-                tuple(meta["class_names"]))
+                tuple(meta["class_names"]), seed, size)
+
+
+def _scene(seed: int, size: tuple[int, int], fps: float):
+    from adafocus.data.moving_digits import MovingDigitsScene
+
+    return MovingDigitsScene(seed, size[0], size[1], split=SPLIT, fps=fps)
 
 
 def _encode(video: Path, sidecar: Path, seed: int, frames: int, size: tuple[int, int],
@@ -99,10 +113,9 @@ def _encode(video: Path, sidecar: Path, seed: int, frames: int, size: tuple[int,
     import av
 
     from adafocus.data.export import write_clip
-    from adafocus.data.moving_digits import MovingDigitsScene
 
     height, width = size
-    scene = MovingDigitsScene(seed, height, width, split=SPLIT, fps=fps)
+    scene = _scene(seed, size, fps)
 
     def rendered() -> Iterator[np.ndarray]:
         for index in range(frames):

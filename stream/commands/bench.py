@@ -77,13 +77,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="environment for the pipeline processes (repeatable), e.g. "
                              "OMP_WAIT_POLICY=PASSIVE to A/B a setting")
-    parser.add_argument("--cache-dir", type=Path, default=_default_cache(),
+    parser.add_argument("--cache-dir", type=Path, default=default_cache(),
                         help="encoded clips and prepared models (default %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"),
                         help="output folder (default ./bench-results)")
 
 
-def _default_cache() -> Path:
+def default_cache() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "adafocus-stream" / "bench"
 

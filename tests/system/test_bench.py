@@ -18,7 +18,7 @@ from adafocus.baselines import save_baseline
 from adafocus.flops import baseline_costs
 from adafocus.loading import load_online
 from adafocus.models import FullFrame
-from stream.bench import analysis, summary
+from stream.bench import analysis, clip_accuracy, summary
 from stream.bench.media import scene_clips
 from tests.support import ROOT
 
@@ -68,6 +68,7 @@ def test_sidecar_label_belongs_to_the_decoded_frame_with_that_pts(tmp_path):
     again = scene_clips(tmp_path, count=1, seconds=2.0, log=pytest.fail)[0]  # cached: no log
     assert again.path == clip.path and (again.labels == clip.labels).all()
     scene = MovingDigitsScene(1000, 128, 128, split="test")
+    assert (clip.rendered(3) == scene.frame(3)).all()
     with av.open(str(clip.path)) as container:
         decoded = [(f.time, f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
     assert len(decoded) == len(clip.labels) == 50
@@ -78,6 +79,15 @@ def test_sidecar_label_belongs_to_the_decoded_frame_with_that_pts(tmp_path):
         assert errors[1] == min(errors), f"frame at pts {pts} is not scene frame {index}"
         assert clip.truth_at(pts) == scene.label_at(index)
     assert clip.truth_at(None) == -1 and clip.truth_at(99.0) == -1
+
+
+def test_clip_accuracy_reads_the_clip_as_the_live_path_does_frame_for_frame(tmp_path):
+    clip = scene_clips(tmp_path, count=1, seconds=2.0, log=lambda _: None)[0]
+    frames = clip_accuracy.decoded(clip, 20)
+    assert frames.shape == (20, 128, 128, 3) and frames.dtype == np.uint8
+    for i in (0, 7, 19):  # each decoded frame is nearest its own rendered frame
+        errors = [np.abs(frames[i].astype(int) - clip.rendered(j)).mean() for j in range(20)]
+        assert int(np.argmin(errors)) == i
 
 
 def _labels(streams: int = 2, seconds: float = 8.0, fps: float = 25.0, *, gap_every: int = 0,
