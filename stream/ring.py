@@ -25,7 +25,8 @@ Drop accounting: only the reader can tell whether a frame got out before the
 writer lapped it, so the reader is the one that counts. Every written frame
 ends as exactly one of: delivered, `overwritten` (lapped before the reader got
 to it; counted in the header, readable by the producer for its metrics) or
-stale (`read_latest` skipped it on purpose; returned in `FrameMeta.skipped`).
+stale (a real-time read, `read_latest` or `read_recent`, skipped it on purpose;
+returned in `FrameMeta.skipped`).
 Counting on the writer side would need a store-load fence Python cannot issue,
 and would double count frames read at the instant they are overwritten.
 
@@ -73,8 +74,9 @@ _NAME_RE = re.compile(rf"{NAME_PREFIX}(\d+)_[A-Za-z0-9_-]+")
 
 @dataclass(frozen=True, slots=True)
 class FrameMeta:
-    """What came with a frame out of the ring. `skipped`: unread frames that
-    `read_latest` passed over to give the newest one (stale drops)."""
+    """What came with a frame out of the ring. `skipped`: unread frames that a
+    real-time read (`read_latest`, `read_recent`) passed over to give a more recent
+    one (stale drops)."""
 
     seq: int
     pts: float | None

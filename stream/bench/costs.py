@@ -17,6 +17,7 @@ import zmq
 
 from adafocus.interface import StepResult
 from stream.bench.analysis import FrameCosts
+from stream.infer.worker import CATCH_UP_FRAMES
 from stream.ring import FrameRing, ring_name
 from stream.wire.messages import label_frames
 from stream.wire.push import send_nowait
@@ -37,7 +38,7 @@ def _ring(height: int, width: int, frames: int) -> tuple[float, float]:
             t0 = time.thread_time()
             ring.write(image, seq, seq / 25.0, time.time())
             t1 = time.thread_time()
-            ring.read_latest(out)
+            ring.read_recent(out, CATCH_UP_FRAMES)  # the worker's read of a live stream
             write += t1 - t0
             read += time.thread_time() - t1
     finally:

@@ -8,13 +8,14 @@ against about 0.3 ms at batch 64 with the tiny model on a CPU (README
 "Performance"). Letting frames gather for up to `worker.tick_interval_s`
 batches many streams into one tick for at most that much latency.
 
-Why waiting must never cost a frame: a live stream's worker takes only the
-newest frame of its ring (`read_latest`), so a wait longer than the gap between
-two of a stream's frames drops the older one. The wait is therefore at most
-half the shortest frame interval seen in the frames' own timestamps, and since
-producers do not deliver like clockwork (a decoder thread delayed under load
-delivers two frames close together), a tick after a wait that still found
-frames dropped halves the wait; it grows back slowly while none are.
+Why waiting must never cost a frame: a live stream's worker takes one of the
+two newest frames of its ring (`read_recent`, stream.infer.worker), so a wait
+long enough for a stream to write three frames drops the oldest. The wait is
+therefore at most half the shortest frame interval seen in the frames' own
+timestamps, and since producers do not deliver like clockwork (a decoder
+thread delayed under load delivers several frames close together), a tick
+after a wait that still found frames dropped halves the wait; it grows back
+slowly while none are.
 
 Why not at all when there is a backlog (a lossless stream with frames unread,
 streams left out of a full batch): waiting would only add latency.
