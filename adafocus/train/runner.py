@@ -12,9 +12,7 @@ training data."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ import torch
 
 from adafocus.checkpoint import IMAGENET_NORMALIZATION, save_checkpoint
 from adafocus.data.streams import SequenceDataset
+from adafocus.machine import cpu_name
 from adafocus.models import AdaFocus, FullFrame, GlanceOnly
 from adafocus.runtime import resolve_device
 from adafocus.train import boxes as box_stages
@@ -205,13 +204,8 @@ def _start_v2(v2: torch.nn.Module, source: torch.nn.Module) -> None:
 def machine(device: torch.device) -> dict[str, Any]:
     """What a run's weights depend on besides its config and seed (README,
     "Reproducibility"): the torch build, the processor and the thread count."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {"torch": str(torch.__version__), "cpu": cpu, "threads": torch.get_num_threads(),
+    return {"torch": str(torch.__version__), "cpu": cpu_name(),
+            "threads": torch.get_num_threads(),
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +65,7 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
+    from adafocus.machine import cpu_name
     from stream.bench.media import scene_clips
     from stream.bench.models import prepare_variants
     from stream.commands.bench import default_cache
@@ -98,8 +98,7 @@ def main() -> None:
     report = {"command": "python -m stream.bench.clip_accuracy " + " ".join(
                   f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
                   if k not in ("out", "cache_dir")),
-              "machine": f"{platform.processor() or platform.machine()}, torch "
-                         f"{torch.__version__}",
+              "machine": f"{cpu_name()}, torch {torch.__version__}",
               "rows": rows, "means": means}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from adafocus.machine import cpu_name
 from stream.exitcodes import EXIT_USAGE
 
 MODES = {  # window_s, warmup_s, precision, budget_s (probe time), clips, growth
@@ -285,14 +286,7 @@ def _probe_line(r: dict[str, Any]) -> str:
 def _machine(device: str) -> dict[str, Any]:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     description = f"{cpu}, {cores} cores"
     gpu = _gpu_name(device) if device.startswith("cuda") else None
