@@ -30,13 +30,18 @@ from adafocus.train.loop import Batch, StageContext, Update, run_stage, trainabl
 from adafocus.train.stages import accuracy, freeze, sequence_ce
 
 
+def box_centres(boxes):
+    """Boxes (..., 4) px (x0, y0, x1, y1) -> their centres (..., 2) px (x, y); tensors
+    or numpy arrays."""
+    return (boxes[..., :2] + boxes[..., 2:]) / 2
+
+
 def target_location(model: AdaFocus, boxes: Tensor) -> Tensor:
     """Boxes (..., 4) in pixels -> the V2 location (..., 2) in [0, 1] of the patch
     centred on the box (clamped inside the frame)."""
     cfg = model.config
     (h, w), p = cfg.frame_size, cfg.patch_size
-    cx = (boxes[..., 0] + boxes[..., 2]) / 2
-    cy = (boxes[..., 1] + boxes[..., 3]) / 2
+    cx, cy = box_centres(boxes).unbind(-1)
     return torch.stack([((cx - p / 2) / max(w - p, 1)).clamp(0, 1),
                         ((cy - p / 2) / max(h - p, 1)).clamp(0, 1)], dim=-1)
 
@@ -59,9 +64,9 @@ def pretrain_glance(ctx: StageContext, model: AdaFocus, locator: nn.Conv2d,
         model.glance.train()
         fmap, pooled = model.glance_features(batch.frames[:, 0])
         logits = locator(fmap).flatten(1).float()
-        boxes = batch.boxes[:, 0]
-        cx = ((boxes[:, 0] + boxes[:, 2]) / 2 * w / fw).long().clamp(0, w - 1)
-        cy = ((boxes[:, 1] + boxes[:, 3]) / 2 * h / fh).long().clamp(0, h - 1)
+        centre = box_centres(batch.boxes[:, 0])
+        cx = (centre[:, 0] * w / fw).long().clamp(0, w - 1)
+        cy = (centre[:, 1] * h / fh).long().clamp(0, h - 1)
         target = cy * w + cx
         loss = F.cross_entropy(logits, target) + sequence_ce(
             model.glance_head(pooled)[:, None], batch.labels)
@@ -80,8 +85,7 @@ def pretrain_local(ctx: StageContext, model: AdaFocus, section: StageSection, ji
 
     def step(batch: Batch, update: Update) -> dict[str, float]:
         model.local.train()
-        boxes = batch.boxes[:, 0]
-        centre = torch.stack([boxes[:, 0] + boxes[:, 2], boxes[:, 1] + boxes[:, 3]], 1) / 2
+        centre = box_centres(batch.boxes[:, 0])
         shift = torch.randint(-jitter, jitter + 1, centre.shape, device=centre.device)
         origin = (centre + shift - p / 2).round().long()
         origin = torch.stack([origin[:, 0].clamp(0, w - p), origin[:, 1].clamp(0, h - p)], 1)

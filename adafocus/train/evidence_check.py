@@ -25,6 +25,7 @@ from adafocus.data.moving_digits import MovingDigitsScene
 from adafocus.data.streams import FolderSource
 from adafocus.data.video_folder import VideoFolder
 from adafocus.geometry import common_size
+from adafocus.train.boxes import box_centres
 from adafocus.train.config import BoxWarmupSection, model_config, parse_train_config
 from adafocus.train.evidence import EvidenceBoxes, EvidenceTable
 from adafocus.train.precision import resolve_precision
@@ -33,9 +34,7 @@ from adafocus.train.start import FrameNet
 
 def centre_error(boxes: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """L-inf distance (px) between the centres of two box arrays (..., 4)."""
-    def centre(b: np.ndarray) -> np.ndarray:
-        return np.stack([(b[..., 0] + b[..., 2]) / 2, (b[..., 1] + b[..., 3]) / 2], -1)
-    return np.abs(centre(boxes) - centre(truth.astype(np.float32))).max(-1)
+    return np.abs(box_centres(boxes) - box_centres(truth.astype(np.float32))).max(-1)
 
 
 def check(state_file: str, folder_root: str, split: str, seed: int) -> dict[str, float]:
