@@ -195,6 +195,9 @@ class IngestSection(Schema):
     # Streams decoded by one producer process, each in its own thread
     # (stream.ingest.group: memory per stream against isolation; 1: a process each).
     streams_per_process: Annotated[int, Field(strict=True, ge=1, le=256)] = 16
+    # libav threads per stream's decoder; 0: libav's choice (one per core, per stream).
+    # Streams already decode in parallel, so more only adds threads and CPU per frame.
+    decode_threads: Annotated[int, Field(strict=True, ge=0, le=64)] = 1
 
     @model_validator(mode="after")
     def _backoff_range(self) -> IngestSection:

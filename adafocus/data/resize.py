@@ -18,6 +18,11 @@ from av.video.reformatter import VideoReformatter
 from adafocus.geometry import Placement, Size, place, size_text
 
 INTERPOLATION = "AREA"
+# One thread per scale. PyAV's default (0) gives every resizer a swscale pool of one
+# thread per core: per stream in the pipeline, where streams already run in parallel,
+# so a 16-core host would hold 16 idle threads per camera, and a model-sized output is
+# too small for slices to pay for their hand-offs.
+SCALER_THREADS = 1
 
 
 class FrameResizer:
@@ -53,7 +58,8 @@ class FrameResizer:
         previous = self._placement
         p = self.placement((frame.height, frame.width))
         image = self._reformatter.reformat(frame, p.width, p.height, "rgb24",
-                                           interpolation=INTERPOLATION).to_ndarray()
+                                           interpolation=INTERPOLATION,
+                                           threads=SCALER_THREADS).to_ndarray()
         if p.fills(self.size):
             return image
         if self._canvas is None:

@@ -155,6 +155,7 @@ class Producer:
             stall_timeout_s=self._ingest.stall_timeout_s,
             stop=self._stop,
             on_decode_error=self._decode_error,
+            decode_threads=self._ingest.decode_threads,
         )
         try:
             frames = self._pump(source)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import subprocess
 import threading
 import time
@@ -100,6 +101,37 @@ def test_file_source_decodes_every_frame_resized_on_the_decoder_side(h264_clip):
     pts = [p for _, p, _ in frames]
     assert pts == sorted(pts) and pts[1] == pytest.approx(0.04)
 
+
+
+def _process_threads() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("Threads:"))
+
+
+@pytest.mark.parametrize("decode_threads", [1, 0])
+def test_decoder_threads_are_the_configured_count_and_leave_the_frames_alone(
+        h264_clip, decode_threads):
+    """1 (the default: streams already decode in parallel) starts no libav thread,
+    decoder or scaler (adafocus.data.resize.SCALER_THREADS);
+    0 leaves the count to libav, one per core on this machine. A first stream is
+    decoding already, so what the first decode of a process sets up is not counted."""
+    if decode_threads == 0 and (os.cpu_count() or 1) < 2:
+        pytest.skip("libav's own count is one thread on a single core")
+
+    def first_frame(threads: int):
+        source = open_source(parse_source(str(h264_clip), {"realtime": False}), H, W,
+                             open_timeout_s=5, stall_timeout_s=5, stop=threading.Event(),
+                             on_decode_error=lambda: None, decode_threads=threads)
+        return source, next(source.frames()).image.copy()
+
+    running, _ = first_frame(1)
+    before = _process_threads()
+    source, first = first_frame(decode_threads)
+    started = _process_threads() - before
+    source.close()
+    running.close()
+    assert started == 0 if decode_threads == 1 else started >= 1
+    assert np.array_equal(first, reference_frames(h264_clip)[0])
 
 def test_file_source_plays_at_the_native_frame_rate_by_default(h264_clip, tmp_path):
     short = tmp_path / "short.mp4"

@@ -117,6 +117,7 @@ def test_numbers_where_floats_belong_are_accepted(good: dict[str, Any]) -> None:
         ("model.skip.budget", 1.5, "model.skip.budget", "within 0..1"),
         ("model.max_batch", 0, "model.max_batch", "must be >= 1"),
         ("ingest.stall_timeout_s", 0, "ingest.stall_timeout_s", "must be > 0"),
+        ("ingest.decode_threads", -1, "ingest.decode_threads", ">= 0"),
         ("ingest.backoff_max_s", 0.1, "ingest.backoff_max_s", ">= ingest.backoff_initial_s"),
         ("publish.bind", "localhost:5556", "publish.bind", "expected tcp://HOST:PORT"),
         ("publish.sndhwm", -1, "publish.sndhwm", "must be >= 1"),

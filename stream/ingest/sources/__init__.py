@@ -54,10 +54,12 @@ def open_source(
     stall_timeout_s: float,
     stop: threading.Event,
     on_decode_error: Callable[[], None],
+    decode_threads: int = 1,
 ) -> Source:
     """Open `spec` producing (height, width) frames. `stall_timeout_s` bounds
     the time without a decodable frame; `on_decode_error` is called once per
-    corrupt packet or frame that was skipped."""
+    corrupt packet or frame that was skipped; `decode_threads`: the decoder's
+    threads (0: libav's choice)."""
     if spec.kind == "synthetic":
         from stream.ingest.sources.synthetic import SyntheticSource
 
@@ -72,4 +74,5 @@ def open_source(
         stall_timeout_s=stall_timeout_s,
         stop=stop,
         on_decode_error=on_decode_error,
+        decode_threads=decode_threads,
     )

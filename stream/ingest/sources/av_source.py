@@ -44,6 +44,7 @@ class AVSource:
         stall_timeout_s: float,
         stop: threading.Event,
         on_decode_error: Callable[[], None],
+        decode_threads: int,
     ):
         self._spec = spec
         self._resize = FrameResizer(height, width)
@@ -77,6 +78,7 @@ class AVSource:
             raise SourceError(f"{spec.masked}: no video stream (contains {', '.join(kinds)})")
         self._stream = streams.video[0]
         ctx = self._stream.codec_context
+        ctx.thread_count = decode_threads  # before the first decode opens the codec
         self.description = f"{ctx.name} {self._resize.describe((ctx.height, ctx.width))}"
 
     def frames(self) -> Iterator[DecodedFrame]:
