@@ -43,6 +43,12 @@ def _stat(pid: int) -> tuple[int, float, int] | None:
     return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK, int(fields[19])
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) a live process has used so far; None when gone."""
+    stat = _stat(pid)
+    return None if stat is None else stat[1]
+
+
 def _children(pid: int) -> dict[int, tuple[float, int]]:
     """pid -> (CPU seconds, start time) of the live children of `pid`."""
     kids = {}

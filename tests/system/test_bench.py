@@ -167,6 +167,23 @@ def test_bench_quick_runs_the_real_pipeline_and_writes_json_markdown_and_plots(t
         assert (out / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_ingest_bench_runs_every_layout_with_each_decode_thread_setting(tmp_path):
+    out = tmp_path / "ingest.json"
+    command = [sys.executable, "-m", "stream.bench.ingest", "--frames", "40", "--sources",
+               "160x120", "--frame-size", "64x64", "--decode-threads", "1", "0",
+               "--media-dir", str(tmp_path / "media"), "--out", str(out)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=170)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = json.loads(out.read_text())["throughput"]
+    assert [(r["streams"], r["streams_per_process"], r["decode_threads"]) for r in rows] == [
+        (1, 1, 1), (1, 1, 0), (4, 1, 1), (4, 1, 0), (16, 16, 1), (16, 16, 0)]
+    for row in rows:  # every frame of every stream went through a ring, and no producer failed
+        assert row["frames"] == 40 * row["streams"] and row["overwritten"] == 0, row
+        assert set(row["exit_codes"]) == {0}
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_ramp_mode_finds_2_and_4_streams_real_time_in_one_pipeline_per_search(tmp_path):
