@@ -111,6 +111,14 @@ def notes(rows: list[dict[str, Any]], loads: dict[str, int], s: dict[str, Any]) 
     if any(not r["trained"] and r["method"] != CEILING for r in rows):
         out.append("Untrained rows run random weights (the paper preset cannot be "
                    "downloaded here): their throughput is real, their accuracy meaningless.")
+    if any(r["accuracy_judged"] and r["trained"] for r in rows):
+        start = s["warmup_s"]
+        out.append(f"Accuracy at load is the labels of that probe's window only: every stream "
+                   f"plays its clip from the first frame, so it judges about seconds {start:g} "
+                   f"to {start + s['window_s']:g} of each clip (after start-up), a few thousand "
+                   "frames of the first digits. For the models' accuracy over whole clips, "
+                   "paired per clip with an interval, run `python -m "
+                   "stream.bench.clip_accuracy`.")
     squashed = sorted({r["source"] for r in rows
                        if not r["accuracy_judged"] and r["method"] != CEILING})
     if squashed:

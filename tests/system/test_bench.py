@@ -90,6 +90,17 @@ def test_clip_accuracy_reads_the_clip_as_the_live_path_does_frame_for_frame(tmp_
         assert int(np.argmin(errors)) == i
 
 
+
+def test_clip_accuracy_gap_is_paired_per_clip_with_an_interval_over_the_clips():
+    gap = clip_accuracy.paired_gap([0.8, 0.6, 0.9], [0.7, 0.7, 0.7])
+    assert gap["per_clip"] == [10.0, -10.0, 20.0]
+    assert gap["mean"] == pytest.approx(20 / 3)
+    low, high = gap["ci95"]
+    assert -10.0 - 1e-9 <= low < gap["mean"] < high <= 20.0 + 1e-9  # within the clips' range
+    same = clip_accuracy.paired_gap([0.5, 0.6], [0.4, 0.5])  # every clip 10 points up
+    assert same["ci95"] == pytest.approx([10.0, 10.0])
+    assert clip_accuracy.paired_gap([0.8, 0.6, 0.9], [0.7, 0.7, 0.7]) == gap  # seeded
+
 def _labels(streams: int = 2, seconds: float = 8.0, fps: float = 25.0, *, gap_every: int = 0,
             lag_growth: float = 0.0, source_rate: float = 1.0) -> dict[str, np.ndarray]:
     """Label rows as a subscriber would record them."""
