@@ -113,6 +113,7 @@ def main() -> None:
     spans = {"whole": args.frames,
              f"first {args.first_seconds:g} s": round(args.first_seconds * clips[0].fps)}
     rows: list[dict[str, Any]] = []
+    means: dict[str, float] = {}
     gaps: dict[str, dict[str, Any]] = {}
     for source, frames_of in sources.items():
         frames = np.stack([frames_of(clip) for clip in clips])
@@ -121,6 +122,7 @@ def main() -> None:
             baseline = hits[variants[0].name][:, :length].mean(axis=1)  # the full-frame network
             for variant in variants:
                 acc = hits[variant.name][:, :length].mean(axis=1)
+                means[f"{variant.name} {source}, {span}"] = float(acc.mean())
                 rows += [{"clip": clip.path.name, "seed": clip.seed, "source": source,
                           "span": span, "variant": variant.name, "accuracy": float(a)}
                          for clip, a in zip(clips, acc, strict=True)]
@@ -132,10 +134,6 @@ def main() -> None:
                              f"{gap['ci95'][0]:+.1f} to {gap['ci95'][1]:+.1f})")
                 print(line + "  per clip: " + " ".join(f"{100 * a:.0f}" for a in acc),
                       flush=True)
-    means = {f"{v.name} {s}, {span}": float(np.mean([
-                 r["accuracy"] for r in rows
-                 if r["variant"] == v.name and r["source"] == s and r["span"] == span]))
-             for v in variants for s in sources for span in spans}
     report = {"command": "python -m stream.bench.clip_accuracy " + " ".join(
                   f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
                   if k not in ("out", "cache_dir")),
